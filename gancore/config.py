@@ -1,0 +1,209 @@
+"""The training config: one dataclass, every field with a default and a one-line comment.
+
+Every field is also a CLI flag (`--lr_g 1e-4`). Fields that say "auto" (or 0) are resolved
+against the dataset by `resolve()`, and the resolved config is what the run directory stores.
+`validate()` checks everything that can be checked without the data; `resolve()` the rest.
+"""
+import dataclasses
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, fields
+
+from .errors import ConfigError
+
+LOSSES = ("minimax", "nonsaturating", "lsgan")
+MODELS = ("auto", "mlp", "dcgan")
+CONDITIONINGS = ("none", "concat")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    # --- run ---
+    name: str = ""  # run directory name under runs_root; "" = <dataset>-<model>-<loss>-<time>
+    runs_root: str = ""  # where run directories go; "" = $GANCORE_RUNS or ./runs
+    seed: int = 0  # seeds weights, noise, batches: same seed + config = same run
+    # --- data ---
+    dataset: str = "mnist-5k"  # mnist-5k, digits, ring, grid, folder, npz, mnist, fashion-mnist, cifar10
+    data_path: str = ""  # file or directory for folder/npz/mnist/fashion-mnist/cifar10
+    image_size: int = 0  # resize images to this square size; 0 = the data's native size
+    channels: int = 0  # 1 (gray) or 3 (RGB); 0 = the data's native channels
+    # --- networks ---
+    model: str = "auto"  # mlp or dcgan; auto = mlp for 2-D points, dcgan for images
+    z_dim: int = 64  # latent dimension
+    g_width: int = 0  # G width: hidden units (mlp) or channels at the finest conv layer (dcgan); 0 = auto
+    d_width: int = 0  # D width, as g_width; 0 = auto
+    g_depth: int = 0  # G depth: hidden layers (mlp) or upsampling stages (dcgan); 0 = auto
+    d_depth: int = 0  # D depth: hidden layers (mlp) or downsampling stages (dcgan); 0 = auto
+    # --- objective and conditioning ---
+    loss: str = "nonsaturating"  # minimax (saturating), nonsaturating or lsgan
+    conditioning: str = "none"  # none or concat (label embedding joined to G's z and D's input)
+    embed_dim: int = 32  # size of the label embedding for concat conditioning
+    # --- optimisation ---
+    steps: int = 5000  # generator updates in the whole run
+    batch_size: int = 64  # real images per D update (and fakes per G update)
+    n_critic: int = 1  # D updates per G update
+    lr_g: float = 2e-4  # Adam learning rate of G
+    lr_d: float = 2e-4  # Adam learning rate of D
+    beta1: float = 0.5  # Adam beta1 (0.5 is the DCGAN choice)
+    beta2: float = 0.999  # Adam beta2
+    ema: bool = True  # keep an exponential moving average of G's weights for sampling
+    ema_decay: float = 0.999  # EMA decay per G step
+    # --- schedule ---
+    log_every: int = 50  # steps between metrics records
+    sample_every: int = 500  # steps between sample grids (from one fixed noise batch)
+    ckpt_every: int = 1000  # steps between checkpoints (one is always written at the end)
+    eval_every: int = 1000  # steps between evaluations (2-D data: mode coverage); 0 = never
+    # --- device ---
+    device: str = "auto"  # auto (CUDA when present), cpu or cuda
+    precision: str = "fp32"  # fp32, or bf16 / fp16 autocast on CUDA (fp16 adds a grad scaler)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
+        unknown = sorted(set(d) - set(field_names()))
+        if unknown:
+            raise ConfigError(f"{source}: unknown field {unknown[0]!r} (see `python -m gancore train --help`)")
+        return cls(**{k: coerce(k, v) for k, v in d.items()})
+
+    @classmethod
+    def from_json(cls, path: str) -> "TrainConfig":
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"--config: no such file {path}") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--config: {path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"--config: {path} must hold a JSON object of fields")
+        return cls.from_dict(d, source=path)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(TrainConfig)]
+
+
+def field_help() -> dict[str, str]:
+    """The one-line comment of each field, read from this file (so the CLI help and the docs never drift)."""
+    src = open(__file__).read()
+    return dict(re.findall(r"^    (\w+): \w+ = .*?  # (.*)$", src, re.M))
+
+
+def parse_bool(s) -> bool:
+    if isinstance(s, bool):
+        return s
+    v = str(s).strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {s!r}")
+
+
+def coerce(name: str, value):
+    """Convert a CLI string or JSON value to the field's type; the error names the field."""
+    ftype = {f.name: f.type for f in fields(TrainConfig)}[name]
+    try:
+        if ftype is bool:
+            return parse_bool(value)
+        if ftype is int:
+            number = float(value)  # accepts "5000" and "5e3"
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if ftype is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{name}: expected {ftype.__name__}, got {value!r}") from None
+
+
+def _choice(cfg, name, choices):
+    v = getattr(cfg, name)
+    if v not in choices:
+        raise ConfigError(f"--{name}: unknown value {v!r}; choose one of {', '.join(choices)}")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Checks that need no data. Raises ConfigError naming the first bad field."""
+    from .data import DATASETS, NEEDS_PATH
+
+    _choice(cfg, "dataset", DATASETS)
+    _choice(cfg, "model", MODELS)
+    _choice(cfg, "loss", LOSSES)
+    _choice(cfg, "conditioning", CONDITIONINGS)
+    _choice(cfg, "device", DEVICES)
+    _choice(cfg, "precision", PRECISIONS)
+    if cfg.dataset in NEEDS_PATH and not cfg.data_path:
+        raise ConfigError(f"--data_path: dataset {cfg.dataset!r} needs a path to the data")
+    if cfg.name and (cfg.name in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.name)):
+        raise ConfigError(f"--name: {cfg.name!r} may only hold letters, digits, '.', '_' and '-'")
+    positive = ["z_dim", "embed_dim", "steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every"]
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"--{name}: must be > 0 (got {getattr(cfg, name)})")
+    for name in ["image_size", "g_width", "d_width", "g_depth", "d_depth", "eval_every"]:
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"--{name}: must be >= 0 (got {getattr(cfg, name)})")
+    if cfg.channels not in (0, 1, 3):
+        raise ConfigError(f"--channels: must be 0 (native), 1 or 3 (got {cfg.channels})")
+    for name in ["lr_g", "lr_d"]:
+        v = getattr(cfg, name)
+        if not (v > 0 and math.isfinite(v)):
+            raise ConfigError(f"--{name}: must be a positive number (got {v})")
+    for name in ["beta1", "beta2", "ema_decay"]:
+        v = getattr(cfg, name)
+        if not 0 <= v < 1:
+            raise ConfigError(f"--{name}: must be in [0, 1) (got {v})")
+    if cfg.model == "dcgan" and cfg.dataset in ("ring", "grid"):
+        raise ConfigError(f"--model: dcgan needs images; dataset {cfg.dataset!r} is 2-D points (use mlp)")
+    if cfg.precision != "fp32" and cfg.device == "cpu":
+        raise ConfigError(f"--precision: {cfg.precision} autocast needs a CUDA device (device is cpu)")
+
+
+def resolve(cfg: TrainConfig, data) -> TrainConfig:
+    """Fill the 'auto' fields from the dataset and check what depends on it. Returns a new config."""
+    import torch
+
+    c = dataclasses.replace(cfg)
+    if c.device == "auto":
+        c.device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif c.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device: cuda requested but no CUDA device is available")
+    if c.precision != "fp32" and c.device == "cpu":
+        raise ConfigError(f"--precision: {c.precision} autocast needs a CUDA device (device resolved to cpu)")
+    if c.runs_root == "":
+        c.runs_root = os.environ.get("GANCORE_RUNS", "runs")
+    points = data.kind == "points"
+    if c.model == "auto":
+        c.model = "mlp" if points else "dcgan"
+    if c.model == "dcgan" and points:
+        raise ConfigError(f"--model: dcgan needs images; dataset {c.dataset!r} is 2-D points (use mlp)")
+    if c.conditioning != "none" and data.num_classes == 0:
+        raise ConfigError(f"--conditioning: {c.conditioning} needs class labels, and dataset {c.dataset!r} has none")
+    if c.batch_size > len(data.x):
+        raise ConfigError(f"--batch_size: {c.batch_size} is larger than the dataset ({len(data.x)} samples)")
+    if not points:
+        c.channels, c.image_size = data.shape[0], data.shape[1]
+    if c.model == "mlp":
+        c.g_width, c.d_width = c.g_width or (256 if points else 512), c.d_width or (256 if points else 512)
+        c.g_depth, c.d_depth = c.g_depth or 3, c.d_depth or 3
+    else:
+        from .models.dcgan import max_stages
+
+        stages = max_stages(c.image_size)
+        if stages == 0:
+            raise ConfigError(f"--image_size: dcgan needs an even size that halves to 3..7 (got {c.image_size}); resize with --image_size 32")
+        for name in ("g_depth", "d_depth"):
+            if getattr(c, name) == 0:
+                setattr(c, name, stages)
+            elif getattr(c, name) > stages:
+                raise ConfigError(f"--{name}: {c.image_size}px images allow at most {stages} stages (got {getattr(c, name)})")
+        c.g_width, c.d_width = c.g_width or 64, c.d_width or 64
+    return c

@@ -1,0 +1,149 @@
+"""Sampling: rebuild G from a checkpoint, draw (truncated) noise, write grids and arrays.
+
+Also the image helpers the trainer uses for its progress grids (`image_grid`, `points_image`).
+"""
+import math
+import secrets
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .errors import RunError
+from .runs import Run, checkpoints
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8."""
+    x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def image_grid(images: np.ndarray, ncol: int, pad: int = 2) -> Image.Image:
+    """Tile (N, H, W, C) uint8 images row by row, ncol per row, on a dark background."""
+    n, h, w, c = images.shape
+    nrow = math.ceil(n / ncol)
+    grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 40, np.uint8)
+    for i, img in enumerate(images):
+        r, q = divmod(i, ncol)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = img
+    grid = grid[..., 0] if c == 1 else grid
+    out = Image.fromarray(grid)
+    scale = max(1, 256 // max(grid.shape[:2]))  # tiny grids (8x8 digits) get enlarged so they are visible
+    return out.resize((out.width * scale, out.height * scale), Image.NEAREST) if scale > 1 else out
+
+
+def points_image(points: np.ndarray, modes: np.ndarray | None = None, size: int = 512) -> Image.Image:
+    """A scatter of 2-D points (blue) over the true modes (red rings), on a square canvas."""
+    ref = modes if modes is not None and len(modes) else points
+    lim = float(np.abs(ref).max()) * 1.5 + 1e-6
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+
+    def px(p):
+        return (p[0] / lim + 1) * size / 2, (1 - p[1] / lim) * size / 2
+
+    for p in points:
+        u, v = px(p)
+        draw.point((u, v), fill=(31, 119, 180))
+    for m in modes if modes is not None else []:
+        u, v = px(m)
+        draw.ellipse((u - 5, v - 5, u + 5, v + 5), outline=(214, 39, 40), width=2)
+    return img
+
+
+def noise(n, z_dim, seed=None, truncation=None, device="cpu") -> torch.Tensor:
+    """(n, z_dim) standard normal noise; with truncation T, entries beyond |T| are redrawn (the truncation trick)."""
+    gen = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
+    z = torch.randn(n, z_dim, generator=gen)
+    if truncation is not None:
+        if truncation <= 0:
+            raise RunError(f"--truncation: must be > 0 (got {truncation})")
+        while (bad := z.abs() > truncation).any():
+            z[bad] = torch.randn(int(bad.sum()), generator=gen)
+    return z.to(device)
+
+
+def load_generator(run_dir, step=None, device="cpu"):
+    """(G in eval mode, config dict, data info) from a run's checkpoint (latest, or `step`); EMA weights when kept."""
+    from .config import TrainConfig
+    from .models import build_models
+
+    run = Run(run_dir)
+    found = checkpoints(run.path)
+    if not found:
+        raise RunError(f"{run.path}: no checkpoint yet")
+    if step is None:
+        step = max(found)
+    elif step not in found:
+        raise RunError(f"--step: {run.path} has no checkpoint at step {step} (it has {', '.join(map(str, found))})")
+    ckpt = torch.load(found[step], map_location=device, weights_only=True)
+    cfg = TrainConfig.from_dict(run.config)
+    info = run.data_info
+    G, _ = build_models(cfg, tuple(info["shape"]), info["num_classes"])
+    G.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
+    return G.to(device).eval(), run.config, info
+
+
+def resolve_labels(n, labels, info) -> torch.Tensor | None:
+    """Labels for n conditional samples: an int, a sequence of n, or None = classes in equal blocks."""
+    conditional = info.get("conditional", False)
+    k = info["num_classes"]
+    if not conditional:
+        if labels is not None:
+            raise RunError("--label: this run is unconditional; it cannot sample a chosen class")
+        return None
+    if labels is None:
+        return torch.arange(n) * k // n  # (n,) sorted blocks: 0 0 .. 1 1 .. k-1
+    y = torch.as_tensor(labels, dtype=torch.long).flatten()
+    y = y.expand(n).clone() if y.numel() == 1 else y
+    if y.numel() != n:
+        raise RunError(f"--label: got {y.numel()} labels for {n} samples")
+    if (y < 0).any() or (y >= k).any():
+        raise RunError(f"--label: classes are 0..{k - 1} (got {y.min().item()}..{y.max().item()})")
+    return y
+
+
+@torch.no_grad()
+def generate(G, z_dim, n, labels=None, seed=None, truncation=None, device="cpu", batch=500) -> torch.Tensor:
+    z = noise(n, z_dim, seed, truncation, device)
+    out = []
+    for i in range(0, n, batch):
+        y = labels[i : i + batch].to(device) if labels is not None else None
+        out.append(G(z[i : i + batch], y).float().cpu())
+    return torch.cat(out)
+
+
+def sample_run(run_dir, n, labels=None, seed=None, truncation=None, step=None):
+    """n samples from a run: (uint8 (N, H, W, C) images or float32 (N, 2) points, int64 labels; -1 = none)."""
+    if n <= 0:
+        raise RunError(f"--n: must be > 0 (got {n})")
+    G, cfg, info = load_generator(run_dir, step)
+    y = resolve_labels(n, labels, info)
+    x = generate(G, cfg["z_dim"], n, y, seed, truncation)
+    y_out = (y if y is not None else torch.full((n,), -1)).numpy().astype(np.int64)
+    if info["kind"] == "points":
+        return x.numpy().astype(np.float32), y_out
+    return to_uint8(x), y_out
+
+
+def write_samples(out, x: np.ndarray, labels: np.ndarray, info: dict) -> None:
+    """Save samples: `.npz` (images+labels or points+labels) or `.png` (a grid; one row per class when balanced)."""
+    out = Path(out)
+    if out.suffix not in (".npz", ".png"):
+        raise RunError(f"--out: {out} must end in .npz or .png")
+    if not out.parent.is_dir():
+        raise RunError(f"--out: directory {out.parent} does not exist")
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    if out.suffix == ".npz":
+        key = "points" if info["kind"] == "points" else "images"
+        np.savez_compressed(tmp, **{key: x, "labels": labels})
+    elif info["kind"] == "points":
+        points_image(x, np.asarray(info.get("modes")) if info.get("modes") else None).save(tmp)
+    else:
+        k = len(np.unique(labels))
+        per_class = len(labels) // k
+        balanced = labels.min() >= 0 and k > 1 and per_class * k == len(labels)
+        image_grid(x, per_class if balanced else math.ceil(math.sqrt(len(x)))).save(tmp)
+    tmp.replace(out)

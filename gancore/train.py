@@ -1,0 +1,455 @@
+"""The training loop: build everything from a config, then D update(s) and a G update per step.
+
+`train(config)` starts a new run directory; `train(resume=RUN_DIR)` continues one from its latest
+checkpoint, exactly (weights, optimisers, grad scalers, EMA, counters and every RNG state come
+back). The loop writes only into the run directory (see runs.py for the contract).
+"""
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import runs
+from .config import TrainConfig, coerce, resolve, validate
+from .data import load_dataset
+from .errors import ConfigError, RunError
+from .losses import LOSSES, d_output
+from .metrics import evaluate
+from .models import build_models
+from .sample import image_grid, points_image, to_uint8
+
+# Fields that may change when a run is resumed: how long and how often, never what is trained.
+RESUMABLE_FIELDS = ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "device")
+HEARTBEAT_SECONDS = 10
+
+
+class RunFailed(RuntimeError):
+    """Training stopped on a non-finite loss; `run_dir` holds the run, marked failed."""
+
+    def __init__(self, message, run_dir):
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+def train(config=None, *, resume=None, **overrides) -> str:
+    """Train a GAN; returns the run directory. `config`: a TrainConfig, a dict of fields, or None (defaults)."""
+    if resume is not None:
+        changes = dict(config or {}) if not isinstance(config, TrainConfig) else {}
+        return resume_run(resume, {**changes, **overrides})
+    if isinstance(config, TrainConfig):
+        cfg = dataclasses.replace(config, **overrides)
+    else:
+        cfg = TrainConfig.from_dict({**(config or {}), **overrides})
+    validate(cfg)
+    data = load_dataset(cfg.dataset, cfg.data_path or None, cfg.image_size, cfg.channels, cfg.seed)
+    cfg = resolve(cfg, data)
+    cfg.name = cfg.name or default_name(cfg)
+    run_dir = runs.create_run_dir(cfg.runs_root, cfg.name)
+    runs.write_json_atomic(run_dir / "config.json", cfg.to_dict())
+    runs.write_json_atomic(run_dir / "data.json", data_info(data, cfg))
+    runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(),
+                       step=0, steps=cfg.steps, images_seen=0, error=None, resumes=[], created=time.time())
+    return Trainer(run_dir, cfg, data).run()
+
+
+def resume_run(run_dir, changes: dict) -> str:
+    """Continue a run in place from its latest checkpoint; `changes` may only touch RESUMABLE_FIELDS."""
+    run_dir = runs.check_run_dir(run_dir)
+    status = runs.read_status(run_dir)
+    if runs.is_active(status) and status.get("pid") != os.getpid():
+        raise RunError(f"--resume: {run_dir} is still being trained by pid {status.get('pid')}")
+    stored = runs.read_json(run_dir / "config.json")
+    TrainConfig.from_dict(changes, source="--resume")  # unknown fields and bad types fail here
+    for key, value in changes.items():
+        if key not in RESUMABLE_FIELDS and coerce(key, value) != stored.get(key):
+            raise ConfigError(f"--{key}: cannot change when resuming (only {', '.join(RESUMABLE_FIELDS)} can)")
+    cfg = TrainConfig.from_dict({**stored, **changes}, source=str(run_dir / "config.json"))
+    validate(cfg)
+    data = load_dataset(cfg.dataset, cfg.data_path or None, cfg.image_size, cfg.channels, cfg.seed)
+    cfg = resolve(cfg, data)
+    found = runs.checkpoints(run_dir)
+    start = max(found) if found else 0
+    if cfg.steps < start:
+        raise ConfigError(f"--steps: {cfg.steps} is before the latest checkpoint (step {start})")
+    runs.write_json_atomic(run_dir / "config.json", cfg.to_dict())
+    runs.truncate_metrics(run_dir, start)
+    resumes = status.get("resumes", []) + [{"step": start, "time": time.time()}]
+    runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(),
+                       steps=cfg.steps, error=None, resumes=resumes)
+    return Trainer(run_dir, cfg, data, resume_from=found.get(start)).run()
+
+
+def default_name(cfg) -> str:
+    cond = f"-{cfg.conditioning}" if cfg.conditioning != "none" else ""
+    base = f"{cfg.dataset}-{cfg.model}-{cfg.loss}{cond}-{datetime.now():%Y%m%d-%H%M%S}"
+    name, i = base, 1
+    while (Path(cfg.runs_root) / name).exists():
+        i += 1
+        name = f"{base}-{i}"
+    return name
+
+
+def data_info(data, cfg) -> dict:
+    return {
+        "kind": data.kind,
+        "shape": list(data.shape),
+        "num_classes": data.num_classes,
+        "class_names": list(data.class_names),
+        "conditional": cfg.conditioning != "none",
+        "size": len(data.x),
+        "modes": data.modes.tolist() if data.modes is not None else None,
+        "sigma": data.sigma,
+    }
+
+
+class StopRequested:
+    """Turns SIGTERM/SIGINT into a flag the loop checks once per step (handlers only in the main thread)."""
+
+    def __init__(self):
+        self.signal = None
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    def __init__(self, run_dir, cfg: TrainConfig, data, resume_from=None):
+        self.run_dir, self.cfg = Path(run_dir), cfg
+        self.device = torch.device(cfg.device)
+        self.data = data.to(self.device)
+        self.conditional = cfg.conditioning != "none"
+        self.d_loss, self.g_loss = LOSSES[cfg.loss]
+
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.G, self.D = build_models(cfg, data.shape, data.num_classes)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema else None
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        fp16 = cfg.precision == "fp16"
+        # One scaler per optimiser: D steps n_critic times per G step, and a scaler updates once per step.
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        self.autocast = lambda: torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+        # Separate generators: batch indices and training noise are reproducible and resumable,
+        # and sampling/evaluation never disturb the training stream.
+        self.gen_data = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.gen_z = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
+        self.fixed_z, self.fixed_y = self.fixed_batch()
+
+        self.step, self.images_seen, self.elapsed = 0, 0, 0.0
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+
+    def fixed_batch(self):
+        """The noise (and labels) behind every progress grid: a row of 10 per class, 8x8, or 2,500 points."""
+        gen = torch.Generator().manual_seed(self.cfg.seed + 3)
+        if self.data.kind == "points":
+            n, y = 2500, None
+        elif self.conditional:
+            k = min(self.data.num_classes, 20)
+            n, y = 10 * k, torch.arange(k).repeat_interleave(10)
+        else:
+            n, y = 64, None
+        if y is None and self.conditional:
+            y = torch.randint(0, self.data.num_classes, (n,), generator=gen)
+        z = torch.randn(n, self.cfg.z_dim, generator=gen)
+        return z.to(self.device), (y.to(self.device) if y is not None else None)
+
+    # ---------------------------------------------------------------- one training step
+    def noise(self, n):
+        z = torch.randn(n, self.cfg.z_dim, generator=self.gen_z, device=self.device)
+        y = None
+        if self.conditional:
+            y = torch.randint(0, self.data.num_classes, (n,), generator=self.gen_z, device=self.device)
+        return z, y
+
+    def train_step(self, measure: bool):
+        cfg, B = self.cfg, self.cfg.batch_size
+        stats = {}
+
+        # (1) Update D: n_critic times on fresh real and fake batches.
+        self.D.requires_grad_(True)
+        for _ in range(cfg.n_critic):
+            x, y = self.data.batch(B, self.gen_data)  # (B, ...) real, labels or None
+            z, y_fake = self.noise(B)
+            with self.autocast():
+                with torch.no_grad():
+                    fake = self.G(z, y_fake)
+                real_logits = self.D(x, y if self.conditional else None)
+                fake_logits = self.D(fake, y_fake)
+                loss_d = self.d_loss(real_logits.float(), fake_logits.float())
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler_d.scale(loss_d).backward()
+            if measure:
+                self.scaler_d.unscale_(self.opt_d)
+                stats["grad_norm_d"] = torch.nn.utils.clip_grad_norm_(self.D.parameters(), math.inf)
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
+            self.images_seen += B
+
+        # (2) Update G: make D call fakes real. D's weights are frozen so no D gradients are computed.
+        self.D.requires_grad_(False)
+        z, y_fake = self.noise(B)
+        with self.autocast():
+            loss_g = self.g_loss(self.D(self.G(z, y_fake), y_fake).float())
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler_g.scale(loss_g).backward()
+        if measure:
+            self.scaler_g.unscale_(self.opt_g)
+            stats["grad_norm_g"] = torch.nn.utils.clip_grad_norm_(self.G.parameters(), math.inf)
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+        if self.G_ema is not None:
+            self.update_ema()
+
+        with torch.no_grad():
+            losses = torch.stack([loss_d.detach(), loss_g.detach(),
+                                  d_output(cfg.loss, real_logits.detach().float()).mean(),
+                                  d_output(cfg.loss, fake_logits.detach().float()).mean()])
+        return losses, stats
+
+    @torch.no_grad()
+    def update_ema(self):
+        ema_p, p = list(self.G_ema.parameters()), list(self.G.parameters())
+        torch._foreach_lerp_(ema_p, p, 1 - self.cfg.ema_decay)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)  # batch-norm statistics follow G directly
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> str:
+        cfg = self.cfg
+        clock0 = time.monotonic() - self.elapsed  # training seconds continue across resumes
+        runs.update_status(self.run_dir, state="running", pid=os.getpid(), host=socket.gethostname(),
+                           step=self.step, steps=cfg.steps, images_seen=self.images_seen, started=time.time())
+        log = open(self.run_dir / "train.log", "a")
+        metrics = open(self.run_dir / "metrics.jsonl", "a")
+        self.log(log, f"{'resumed at' if self.step else 'started'} step {self.step}/{cfg.steps} on {self.device} "
+                      f"({cfg.dataset}, {cfg.model}, {cfg.loss}, conditioning={cfg.conditioning})")
+        acc = torch.zeros(4, device=self.device)  # sums of loss_d, loss_g, D(x), D(G(z)) since the last record
+        n_acc, last_beat = 0, time.monotonic()
+        interval_start = (time.monotonic(), self.images_seen)
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not sys.stderr.isatty(), dynamic_ncols=True)
+        try:
+            with StopRequested() as stop:
+                while self.step < cfg.steps and stop.signal is None:
+                    self.step += 1
+                    last = self.step == cfg.steps
+                    log_now = self.step % cfg.log_every == 0 or last
+                    losses, stats = self.train_step(measure=log_now)
+                    acc += losses
+                    n_acc += 1
+                    bar.update(1)
+                    due = {
+                        "sample": self.step % cfg.sample_every == 0 or last,
+                        "eval": cfg.eval_every > 0 and (self.step % cfg.eval_every == 0 or last),
+                        "ckpt": self.step % cfg.ckpt_every == 0 or last,
+                    }
+                    if not (log_now or any(due.values())):
+                        if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                            runs.update_status(self.run_dir, step=self.step, images_seen=self.images_seen)
+                            last_beat = time.monotonic()
+                        continue
+                    # Anything non-finite since the last check stops the run before it is saved anywhere.
+                    means = (acc / n_acc).tolist()
+                    if not all(map(math.isfinite, means)):
+                        raise NonFinite(means)
+                    record = {}
+                    if log_now:
+                        now = time.monotonic()
+                        record = self.stats_record(means, stats, interval_start, now)
+                        interval_start = (now, self.images_seen)
+                        acc.zero_()
+                        n_acc = 0
+                        bar.set_postfix(loss_d=f"{means[0]:.3f}", loss_g=f"{means[1]:.3f}")
+                    if due["eval"]:
+                        record.update(self.evaluate())
+                    if record:
+                        record = {"step": self.step, "images_seen": self.images_seen,
+                                  "time": round(self.clock(clock0), 3), **record}
+                        metrics.write(json.dumps(record) + "\n")
+                        metrics.flush()
+                        if log_now:
+                            self.log(log, format_record(record), to_console=bar.disable)
+                    if due["sample"]:
+                        self.save_samples()
+                    if due["ckpt"]:
+                        self.save_checkpoint(self.clock(clock0))
+                    runs.update_status(self.run_dir, step=self.step, images_seen=self.images_seen)
+                    last_beat = time.monotonic()
+                if stop.signal is not None:
+                    means = (acc / max(n_acc, 1)).tolist()
+                    if not all(map(math.isfinite, means)):
+                        raise NonFinite(means)
+                    self.save_checkpoint(self.clock(clock0))
+                    self.log(log, f"stopped by {stop.signal} at step {self.step}; checkpoint saved")
+                    runs.update_status(self.run_dir, state="stopped", step=self.step, images_seen=self.images_seen,
+                                       error=None, finished=time.time())
+                    return str(self.run_dir)
+        except NonFinite as e:
+            good = max(runs.checkpoints(self.run_dir), default=None)
+            msg = (f"non-finite loss (loss_d={e.means[0]}, loss_g={e.means[1]}) by step {self.step}; "
+                   f"last good checkpoint: {'step ' + str(good) if good is not None else 'none'}")
+            self.log(log, "FAILED: " + msg)
+            runs.update_status(self.run_dir, state="failed", error=msg, step=self.step, finished=time.time())
+            raise RunFailed(f"{self.run_dir}: {msg}", str(self.run_dir)) from None
+        except BaseException as e:
+            runs.update_status(self.run_dir, state="failed", error=f"{type(e).__name__}: {e}", finished=time.time())
+            raise
+        finally:
+            bar.close()
+            metrics.close()
+            log.close()
+        with open(self.run_dir / "train.log", "a") as log:
+            self.log(log, f"done: {self.step} steps, {self.images_seen} images, {self.elapsed:.1f} s")
+        runs.update_status(self.run_dir, state="done", step=self.step, images_seen=self.images_seen,
+                           error=None, finished=time.time())
+        return str(self.run_dir)
+
+    def clock(self, clock0) -> float:
+        self.elapsed = time.monotonic() - clock0
+        return self.elapsed
+
+    def stats_record(self, means, stats, interval_start, now) -> dict:
+        t_start, seen_start = interval_start
+        return {
+            "loss_d": means[0],
+            "loss_g": means[1],
+            "d_real": means[2],
+            "d_fake": means[3],
+            "grad_norm_d": float(stats["grad_norm_d"]),
+            "grad_norm_g": float(stats["grad_norm_g"]),
+            "lr_d": self.opt_d.param_groups[0]["lr"],
+            "lr_g": self.opt_g.param_groups[0]["lr"],
+            "img_per_s": (self.images_seen - seen_start) / max(now - t_start, 1e-9),
+        }
+
+    def sampler(self):
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def evaluate(self) -> dict:
+        G = self.sampler()
+        was_training = G.training
+        G.eval()
+        try:
+            return evaluate(G, self.cfg.z_dim, self.data, self.device, self.conditional, seed=self.cfg.seed)
+        finally:
+            G.train(was_training)
+
+    @torch.no_grad()
+    def save_samples(self):
+        """The progress grid of this step, always from the same fixed noise batch."""
+        G = self.sampler()
+        was_training = G.training
+        G.eval()
+        out = G(self.fixed_z, self.fixed_y).float().cpu()
+        G.train(was_training)
+        stem = self.run_dir / "samples" / f"step_{self.step:07d}"
+        if self.data.kind == "points":
+            modes = self.data.modes.cpu().numpy()
+            np.savez(stem.with_suffix(".tmp.npz"), points=out.numpy())
+            os.replace(stem.with_suffix(".tmp.npz"), stem.with_suffix(".npz"))
+            img = points_image(out.numpy(), modes)
+        else:
+            img = image_grid(to_uint8(out), ncol=10 if self.conditional else 8)
+        img.save(stem.with_suffix(".tmp.png"))
+        os.replace(stem.with_suffix(".tmp.png"), stem.with_suffix(".png"))
+
+    def save_checkpoint(self, elapsed):
+        state = {
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "elapsed": elapsed,
+            "config": self.cfg.to_dict(),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": np.random.get_state(legacy=False),
+                "python": random.getstate(),
+                "data": self.gen_data.get_state(),
+                "z": self.gen_z.get_state(),
+            },
+        }
+        path = runs.checkpoint_path(self.run_dir, self.step)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoints intact
+
+    def load_checkpoint(self, path):
+        # Our own file, with numpy/python RNG states inside: weights_only=False is needed and safe here.
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        if self.G_ema is not None and state["G_ema"] is not None:
+            self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler_g.load_state_dict(state["scaler_g"])
+        self.scaler_d.load_state_dict(state["scaler_d"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.gen_data.set_state(rng["data"].cpu() if self.device.type == "cpu" else rng["data"])
+        self.gen_z.set_state(rng["z"].cpu() if self.device.type == "cpu" else rng["z"])
+        self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
+
+    def log(self, log_file, line, to_console=True):
+        stamped = f"{datetime.now():%H:%M:%S} {line}"
+        log_file.write(stamped + "\n")
+        log_file.flush()
+        if to_console:
+            tqdm.write(stamped, file=sys.stderr)
+
+
+class NonFinite(Exception):
+    def __init__(self, means):
+        self.means = means
+
+
+def format_record(r: dict) -> str:
+    parts = [f"step {r['step']}"]
+    for key in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g", "img_per_s",
+                "modes", "hq_share"):
+        if key in r:
+            parts.append(f"{key} {r[key]:.4g}")
+    return "  ".join(parts)
