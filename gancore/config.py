@@ -33,7 +33,7 @@ class TrainConfig:
     channels: int = 0  # 1 (gray) or 3 (RGB); 0 = the data's native channels
     # --- networks ---
     model: str = "auto"  # mlp or dcgan; auto = mlp for 2-D points, dcgan for images
-    z_dim: int = 64  # latent dimension
+    z_dim: int = 0  # latent dimension; 0 = auto: 2 for 2-D points (as PacGAN), 64 for images
     g_width: int = 0  # G width: hidden units (mlp) or channels at the finest conv layer (dcgan); 0 = auto
     d_width: int = 0  # D width, as g_width; 0 = auto
     g_depth: int = 0  # G depth: hidden layers (mlp) or upsampling stages (dcgan); 0 = auto
@@ -51,7 +51,8 @@ class TrainConfig:
     beta1: float = 0.5  # Adam beta1 (0.5 is the DCGAN choice)
     beta2: float = 0.999  # Adam beta2
     ema: bool = True  # keep an exponential moving average of G's weights for sampling
-    ema_decay: float = 0.999  # EMA decay per G step
+    ema_decay: float = 0.999  # EMA decay per G step (averages over about 1/(1-decay) steps)
+    ema_rampup: float = 0.05  # cap the EMA horizon at this fraction of the steps so far; 0 = no cap
     # --- schedule ---
     log_every: int = 50  # steps between metrics records
     sample_every: int = 500  # steps between sample grids (from one fixed noise batch)
@@ -144,11 +145,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--data_path: dataset {cfg.dataset!r} needs a path to the data")
     if cfg.name and (cfg.name in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.name)):
         raise ConfigError(f"--name: {cfg.name!r} may only hold letters, digits, '.', '_' and '-'")
-    positive = ["z_dim", "embed_dim", "steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every"]
+    positive = ["embed_dim", "steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every"]
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"--{name}: must be > 0 (got {getattr(cfg, name)})")
-    for name in ["image_size", "g_width", "d_width", "g_depth", "d_depth", "eval_every"]:
+    for name in ["z_dim", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth", "eval_every"]:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{name}: must be >= 0 (got {getattr(cfg, name)})")
     if cfg.channels not in (0, 1, 3):
@@ -183,6 +184,7 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
     points = data.kind == "points"
     if c.model == "auto":
         c.model = "mlp" if points else "dcgan"
+    c.z_dim = c.z_dim or (2 if points else 64)
     if c.model == "dcgan" and points:
         raise ConfigError(f"--model: dcgan needs images; dataset {c.dataset!r} is 2-D points (use mlp)")
     if c.conditioning != "none" and data.num_classes == 0:

@@ -241,8 +241,13 @@ class Trainer:
 
     @torch.no_grad()
     def update_ema(self):
+        # Early on G moves fast and an average over 1/(1-decay) steps would drag in stale weights:
+        # cap the averaging horizon at ema_rampup * steps so far (as StyleGAN2-ADA does).
+        horizon = 1 / (1 - self.cfg.ema_decay)
+        if self.cfg.ema_rampup > 0:
+            horizon = min(horizon, self.cfg.ema_rampup * self.step)
         ema_p, p = list(self.G_ema.parameters()), list(self.G.parameters())
-        torch._foreach_lerp_(ema_p, p, 1 - self.cfg.ema_decay)
+        torch._foreach_lerp_(ema_p, p, 1 / max(horizon, 1.0))
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)  # batch-norm statistics follow G directly
 
@@ -401,7 +406,7 @@ class Trainer:
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": np.random.get_state(legacy=False),
+                "numpy": numpy_rng_state(),
                 "python": random.getstate(),
                 "data": self.gen_data.get_state(),
                 "z": self.gen_z.get_state(),
@@ -413,8 +418,7 @@ class Trainer:
         os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoints intact
 
     def load_checkpoint(self, path):
-        # Our own file, with numpy/python RNG states inside: weights_only=False is needed and safe here.
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = torch.load(path, map_location=self.device, weights_only=True)
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         if self.G_ema is not None and state["G_ema"] is not None:
@@ -427,8 +431,9 @@ class Trainer:
         torch.set_rng_state(rng["torch"].cpu())
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
+        name, key, *rest = rng["numpy"]
+        np.random.set_state((name, np.array(key, dtype=np.uint32), *rest))
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
         self.gen_data.set_state(rng["data"].cpu() if self.device.type == "cpu" else rng["data"])
         self.gen_z.set_state(rng["z"].cpu() if self.device.type == "cpu" else rng["z"])
         self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
@@ -439,6 +444,12 @@ class Trainer:
         log_file.flush()
         if to_console:
             tqdm.write(stamped, file=sys.stderr)
+
+
+def numpy_rng_state() -> list:
+    """numpy's RNG state with its key array as a list, so checkpoints load with weights_only=True."""
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    return [name, key.tolist(), pos, has_gauss, cached]
 
 
 class NonFinite(Exception):
