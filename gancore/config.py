@@ -34,7 +34,7 @@ class TrainConfig:
     # --- networks ---
     model: str = "auto"  # mlp or dcgan; auto = mlp for 2-D points, dcgan for images
     z_dim: int = 0  # latent dimension; 0 = auto: 2 for 2-D points (as PacGAN), 64 for images
-    g_width: int = 0  # G width: hidden units (mlp) or channels at the finest conv layer (dcgan); 0 = auto
+    g_width: int = 0  # G width: hidden units (mlp) or channels at the finest conv layer (dcgan); 0 = auto (mlp 256/512, dcgan 32 up to 32px else 64)
     d_width: int = 0  # D width, as g_width; 0 = auto
     g_depth: int = 0  # G depth: hidden layers (mlp) or upsampling stages (dcgan); 0 = auto
     d_depth: int = 0  # D depth: hidden layers (mlp) or downsampling stages (dcgan); 0 = auto
@@ -207,5 +207,6 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
                 setattr(c, name, stages)
             elif getattr(c, name) > stages:
                 raise ConfigError(f"--{name}: {c.image_size}px images allow at most {stages} stages (got {getattr(c, name)})")
-        c.g_width, c.d_width = c.g_width or 64, c.d_width or 64
+        width = 32 if c.image_size <= 32 else 64  # 32 keeps MNIST-5k under 5 minutes on 2 CPU cores
+        c.g_width, c.d_width = c.g_width or width, c.d_width or width
     return c
