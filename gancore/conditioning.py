@@ -1,12 +1,19 @@
 """Class conditioning: how a label y enters G and D.
 
-Each method is a pair of small modules, one for G's input and one for D's input, that the
-networks call first thing in `forward`. `none` passes inputs through; `concat` (cGAN, Mirza &
-Osindero 2014) joins a learned label embedding to z and, for D, to the image as an extra
-channel (conv nets) or to the flattened input (MLPs).
+| method     | G                                   | D                                                       |
+|------------|-------------------------------------|---------------------------------------------------------|
+| none       | z only                              | x only                                                  |
+| concat     | [z, embed(y)] (Mirza & Osindero 2014) | label channel (conv) or [x, embed(y)] (MLP) at the input |
+| acgan      | [z, embed(y)]                       | x only; an auxiliary head classifies (Odena et al. 2017) |
+| projection | conditional batch norm (layers.py)  | logit + <embed(y), features> (Miyato & Koyama 2018)     |
+
+Networks call `g_conditioner` on (z, y) first thing, `d_conditioner` on (x, y) first thing, and end
+D with `DHead`, which returns (logits, class_logits or None).
 """
 import torch
 import torch.nn as nn
+
+CONDITIONINGS = ("none", "concat", "acgan", "projection")
 
 
 class NoLabelG(nn.Module):
@@ -54,8 +61,27 @@ class ConcatD(nn.Module):
 
 
 def g_conditioner(method: str, num_classes: int, embed_dim: int) -> nn.Module:
-    return ConcatG(num_classes, embed_dim) if method == "concat" else NoLabelG()
+    """What G does with y at its input (projection conditions G through its batch norms instead)."""
+    return ConcatG(num_classes, embed_dim) if method in ("concat", "acgan") else NoLabelG()
 
 
 def d_conditioner(method: str, num_classes: int, embed_dim: int, image_hw=None) -> nn.Module:
+    """What D does with y at its input (acgan and projection use y only in DHead)."""
     return ConcatD(num_classes, embed_dim, image_hw) if method == "concat" else NoLabelD()
+
+
+class DHead(nn.Module):
+    """D's last layer on features h (B, F): the real/fake logit, plus the projection term or the ACGAN classifier."""
+
+    def __init__(self, features: int, num_classes: int, method: str):
+        super().__init__()
+        self.out = nn.Linear(features, 1)
+        self.embed = nn.Embedding(num_classes, features) if method == "projection" else None
+        self.classifier = nn.Linear(features, num_classes) if method == "acgan" else None
+
+    def forward(self, h, y=None):
+        logits = self.out(h).squeeze(1)  # (B,)
+        if self.embed is not None:
+            logits = logits + (self.embed(y) * h).sum(1)  # inner product with the class embedding
+        class_logits = self.classifier(h) if self.classifier is not None else None  # (B, K)
+        return logits, class_logits

@@ -13,9 +13,10 @@ from dataclasses import dataclass, fields
 
 from .errors import ConfigError
 
-LOSSES = ("minimax", "nonsaturating", "lsgan")
-MODELS = ("auto", "mlp", "dcgan")
-CONDITIONINGS = ("none", "concat")
+LOSSES = ("minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge")
+MODELS = ("auto", "mlp", "dcgan", "resnet")
+CONDITIONINGS = ("none", "concat", "acgan", "projection")
+OPTIMIZERS = ("adam", "rmsprop")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -25,6 +26,7 @@ class TrainConfig:
     # --- run ---
     name: str = ""  # run directory name under runs_root; "" = <dataset>-<model>-<loss>-<time>
     runs_root: str = ""  # where run directories go; "" = $GANCORE_RUNS or ./runs
+    preset: str = ""  # a named starting point (presets.py); fields you set override it
     seed: int = 0  # seeds weights, noise, batches: same seed + config = same run
     # --- data ---
     dataset: str = "mnist-5k"  # mnist-5k, digits, ring, grid, folder, npz, mnist, fashion-mnist, cifar10
@@ -32,23 +34,41 @@ class TrainConfig:
     image_size: int = 0  # resize images to this square size; 0 = the data's native size
     channels: int = 0  # 1 (gray) or 3 (RGB); 0 = the data's native channels
     # --- networks ---
-    model: str = "auto"  # mlp or dcgan; auto = mlp for 2-D points, dcgan for images
+    model: str = "auto"  # mlp, dcgan or resnet; auto = mlp for 2-D points, dcgan for images
     z_dim: int = 0  # latent dimension; 0 = auto: 2 for 2-D points (as PacGAN), 64 for images
-    g_width: int = 0  # G width: hidden units (mlp) or channels at the finest conv layer (dcgan); 0 = auto (mlp 256/512, dcgan 32 up to 32px else 64)
+    g_width: int = 0  # G width: hidden units (mlp), channels at the finest layer (dcgan), block channels (resnet); 0 = auto
     d_width: int = 0  # D width, as g_width; 0 = auto
-    g_depth: int = 0  # G depth: hidden layers (mlp) or upsampling stages (dcgan); 0 = auto
-    d_depth: int = 0  # D depth: hidden layers (mlp) or downsampling stages (dcgan); 0 = auto
+    g_depth: int = 0  # G depth: hidden layers (mlp) or 2x upsampling stages (dcgan, resnet); 0 = auto
+    d_depth: int = 0  # D depth: hidden layers (mlp) or 2x downsampling stages (dcgan, resnet); 0 = auto
     # --- objective and conditioning ---
-    loss: str = "nonsaturating"  # minimax (saturating), nonsaturating or lsgan
-    conditioning: str = "none"  # none or concat (label embedding joined to G's z and D's input)
-    embed_dim: int = 32  # size of the label embedding for concat conditioning
+    loss: str = "nonsaturating"  # minimax, nonsaturating, lsgan, wgan (weight clipping), wgan-gp or hinge
+    clip_value: float = 0.01  # wgan: critic weights are clipped to [-clip_value, clip_value] after each D step
+    gp_weight: float = 10.0  # wgan-gp: weight of the gradient penalty on real/fake interpolates
+    conditioning: str = "none"  # none, concat, acgan (auxiliary classifier) or projection (+ conditional BN in G)
+    embed_dim: int = 32  # size of the label embedding for concat/acgan conditioning of G and mlp D
+    acgan_weight: float = 1.0  # acgan: weight of the class loss (D on real and fake, G on fake)
+    # --- stabilisers ---
+    sn_g: bool = False  # spectral norm on every G layer
+    sn_d: bool = False  # spectral norm on every D layer (dcgan D then drops its batch norm)
+    r1_gamma: float = 0.0  # R1 penalty gamma/2 * E||grad D(x)||^2 on real data; 0 = off
+    grad_clip: float = 0.0  # clip G's and D's gradient norm to this value; 0 = off
+    weight_decay: float = 0.0  # L2 weight decay in both optimisers; 0 = off
+    d_dropout: float = 0.0  # dropout probability after each D hidden layer; 0 = off
+    label_smoothing: float = 0.0  # one-sided: D's target for real data is 1 - this (minimax, nonsaturating, lsgan)
+    vbn: bool = False  # virtual batch norm in G (dcgan, resnet): statistics from a fixed reference batch
+    vbn_ref: int = 64  # size of the virtual batch norm reference batch
+    mbstd: bool = False  # minibatch stddev feature before D's last layer (minibatch discrimination)
+    mbstd_group: int = 4  # samples per minibatch-stddev group
+    pack: int = 1  # PacGAN packing: D judges this many samples at once; 1 = off
+    diffaug: str = ""  # DiffAugment policy for everything D sees, e.g. "translation,cutout,color"; "" = off
     # --- optimisation ---
     steps: int = 5000  # generator updates in the whole run
     batch_size: int = 64  # real images per D update (and fakes per G update)
     n_critic: int = 1  # D updates per G update
-    lr_g: float = 2e-4  # Adam learning rate of G
-    lr_d: float = 2e-4  # Adam learning rate of D
-    beta1: float = 0.5  # Adam beta1 (0.5 is the DCGAN choice)
+    optimizer: str = "adam"  # adam or rmsprop (the original WGAN's choice)
+    lr_g: float = 2e-4  # learning rate of G (TTUR: set lr_d higher than lr_g)
+    lr_d: float = 2e-4  # learning rate of D
+    beta1: float = 0.5  # Adam beta1 (0.5 is the DCGAN choice; 0 for WGAN-GP)
     beta2: float = 0.999  # Adam beta2
     ema: bool = True  # keep an exponential moving average of G's weights for sampling
     ema_decay: float = 0.999  # EMA decay per G step (averages over about 1/(1-decay) steps)
@@ -67,10 +87,20 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
+        """Fields from a dict (JSON or CLI strings are coerced); a `preset` supplies the fields d leaves out."""
         unknown = sorted(set(d) - set(field_names()))
         if unknown:
             raise ConfigError(f"{source}: unknown field {unknown[0]!r} (see `python -m gancore train --help`)")
+        if d.get("preset"):
+            from .presets import preset_fields
+
+            d = {**preset_fields(str(d["preset"])), **d}
         return cls(**{k: coerce(k, v) for k, v in d.items()})
+
+    def explicit_fields(self) -> dict:
+        """The fields that differ from the defaults (what a user set)."""
+        default = TrainConfig()
+        return {k: v for k, v in self.to_dict().items() if v != getattr(default, k)}
 
     @classmethod
     def from_json(cls, path: str) -> "TrainConfig":
@@ -133,39 +163,81 @@ def _choice(cfg, name, choices):
 
 def validate(cfg: TrainConfig) -> None:
     """Checks that need no data. Raises ConfigError naming the first bad field."""
+    from .augment import POLICIES, parse_policy
     from .data import DATASETS, NEEDS_PATH
+    from .presets import PRESETS
 
     _choice(cfg, "dataset", DATASETS)
     _choice(cfg, "model", MODELS)
     _choice(cfg, "loss", LOSSES)
     _choice(cfg, "conditioning", CONDITIONINGS)
+    _choice(cfg, "optimizer", OPTIMIZERS)
     _choice(cfg, "device", DEVICES)
     _choice(cfg, "precision", PRECISIONS)
+    if cfg.preset:
+        _choice(cfg, "preset", tuple(PRESETS))
     if cfg.dataset in NEEDS_PATH and not cfg.data_path:
         raise ConfigError(f"--data_path: dataset {cfg.dataset!r} needs a path to the data")
     if cfg.name and (cfg.name in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.name)):
         raise ConfigError(f"--name: {cfg.name!r} may only hold letters, digits, '.', '_' and '-'")
-    positive = ["embed_dim", "steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every"]
+    positive = ["embed_dim", "steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every",
+                "pack", "vbn_ref", "clip_value"]
     for name in positive:
-        if getattr(cfg, name) <= 0:
+        if not getattr(cfg, name) > 0:
             raise ConfigError(f"--{name}: must be > 0 (got {getattr(cfg, name)})")
-    for name in ["z_dim", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth", "eval_every"]:
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"--{name}: must be >= 0 (got {getattr(cfg, name)})")
+    non_negative = ["z_dim", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth", "eval_every",
+                    "gp_weight", "acgan_weight", "r1_gamma", "grad_clip", "weight_decay"]
+    for name in non_negative:
+        v = getattr(cfg, name)
+        if not (v >= 0 and math.isfinite(v)):
+            raise ConfigError(f"--{name}: must be >= 0 (got {v})")
     if cfg.channels not in (0, 1, 3):
         raise ConfigError(f"--channels: must be 0 (native), 1 or 3 (got {cfg.channels})")
     for name in ["lr_g", "lr_d"]:
         v = getattr(cfg, name)
         if not (v > 0 and math.isfinite(v)):
             raise ConfigError(f"--{name}: must be a positive number (got {v})")
-    for name in ["beta1", "beta2", "ema_decay"]:
+    for name in ["beta1", "beta2", "ema_decay", "d_dropout"]:
         v = getattr(cfg, name)
         if not 0 <= v < 1:
             raise ConfigError(f"--{name}: must be in [0, 1) (got {v})")
-    if cfg.model == "dcgan" and cfg.dataset in ("ring", "grid"):
-        raise ConfigError(f"--model: dcgan needs images; dataset {cfg.dataset!r} is 2-D points (use mlp)")
+    if cfg.mbstd_group < 2:
+        raise ConfigError(f"--mbstd_group: must be >= 2 (got {cfg.mbstd_group})")
+    unknown = [p for p in parse_policy(cfg.diffaug) if p not in POLICIES]
+    if unknown:
+        raise ConfigError(f"--diffaug: unknown policy {unknown[0]!r}; use a comma list of {', '.join(POLICIES)}")
     if cfg.precision != "fp32" and cfg.device == "cpu":
         raise ConfigError(f"--precision: {cfg.precision} autocast needs a CUDA device (device is cpu)")
+    check_combination(cfg, points=cfg.dataset in ("ring", "grid"))
+
+
+def check_combination(cfg, points: bool) -> None:
+    """Refuse combinations that do not make sense, saying why. `points`: the data is 2-D."""
+    if points and cfg.model in ("dcgan", "resnet"):
+        raise ConfigError(f"--model: {cfg.model} needs images; dataset {cfg.dataset!r} is 2-D points (use mlp)")
+    if cfg.model == "mlp" and cfg.conditioning == "projection":
+        raise ConfigError("--conditioning: projection conditions G through conditional batch norm, "
+                          "which the mlp generator does not have (use dcgan or resnet, or concat/acgan)")
+    if cfg.vbn and cfg.model == "mlp":
+        raise ConfigError("--vbn: virtual batch norm replaces G's batch norm, which the mlp generator does not have")
+    if cfg.vbn and cfg.conditioning == "projection":
+        raise ConfigError("--vbn: projection conditioning needs G's conditional batch norm; "
+                          "virtual batch norm would replace it")
+    if cfg.pack > 1 and cfg.conditioning != "none":
+        raise ConfigError(f"--pack: packing joins {cfg.pack} samples into one D decision, which has no single "
+                          f"label; use it with conditioning none")
+    if cfg.batch_size % cfg.pack:
+        raise ConfigError(f"--pack: batch_size {cfg.batch_size} must be a multiple of pack {cfg.pack}")
+    if cfg.label_smoothing:
+        from .losses import SMOOTHABLE
+
+        if cfg.loss not in SMOOTHABLE:
+            raise ConfigError(f"--label_smoothing: {cfg.loss} has no target to smooth "
+                              f"(only {', '.join(SMOOTHABLE)})")
+        if not 0 < cfg.label_smoothing < 0.5:
+            raise ConfigError(f"--label_smoothing: must be in [0, 0.5) (got {cfg.label_smoothing})")
+    if cfg.diffaug and points:
+        raise ConfigError(f"--diffaug: DiffAugment transforms images; dataset {cfg.dataset!r} is 2-D points")
 
 
 def resolve(cfg: TrainConfig, data) -> TrainConfig:
@@ -184,9 +256,8 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
     points = data.kind == "points"
     if c.model == "auto":
         c.model = "mlp" if points else "dcgan"
+    check_combination(c, points)
     c.z_dim = c.z_dim or (2 if points else 64)
-    if c.model == "dcgan" and points:
-        raise ConfigError(f"--model: dcgan needs images; dataset {c.dataset!r} is 2-D points (use mlp)")
     if c.conditioning != "none" and data.num_classes == 0:
         raise ConfigError(f"--conditioning: {c.conditioning} needs class labels, and dataset {c.dataset!r} has none")
     if c.batch_size > len(data.x):
@@ -196,17 +267,21 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
     if c.model == "mlp":
         c.g_width, c.d_width = c.g_width or (256 if points else 512), c.d_width or (256 if points else 512)
         c.g_depth, c.d_depth = c.g_depth or 3, c.d_depth or 3
-    else:
-        from .models.dcgan import max_stages
+        return c
+    from .models.dcgan import max_stages
 
-        stages = max_stages(c.image_size)
-        if stages == 0:
-            raise ConfigError(f"--image_size: dcgan needs an even size that halves to 3..7 (got {c.image_size}); resize with --image_size 32")
-        for name in ("g_depth", "d_depth"):
-            if getattr(c, name) == 0:
-                setattr(c, name, stages)
-            elif getattr(c, name) > stages:
-                raise ConfigError(f"--{name}: {c.image_size}px images allow at most {stages} stages (got {getattr(c, name)})")
+    stages = max_stages(c.image_size)
+    if stages == 0:
+        raise ConfigError(f"--image_size: {c.model} needs an even size that halves to 3..7 (got {c.image_size}); "
+                          f"resize with --image_size 32")
+    for name in ("g_depth", "d_depth"):
+        if getattr(c, name) == 0:
+            setattr(c, name, stages)
+        elif getattr(c, name) > stages:
+            raise ConfigError(f"--{name}: {c.image_size}px images allow at most {stages} stages (got {getattr(c, name)})")
+    if c.model == "dcgan":
         width = 32 if c.image_size <= 32 else 64  # 32 keeps MNIST-5k under 5 minutes on 2 CPU cores
-        c.g_width, c.d_width = c.g_width or width, c.d_width or width
+    else:
+        width = 64 if c.image_size <= 32 else 128
+    c.g_width, c.d_width = c.g_width or width, c.d_width or width
     return c

@@ -1,16 +1,20 @@
 """GAN objectives as plain functions of D's raw outputs ("logits").
 
-Each objective is a pair (d_loss(real, fake), g_loss(fake)) of mean losses over the batch.
+Each objective is a pair (d_loss(real, fake, smooth), g_loss(fake)) of mean losses over the batch.
+`smooth` is one-sided label smoothing: the target for real samples becomes 1 - smooth
+(Salimans et al. 2016); only the objectives with a target (minimax, nonsaturating, lsgan) have it.
 `d_output` turns logits into the number a user reads as D(x): a probability for the
-cross-entropy objectives, the raw score for the others.
+cross-entropy objectives, the raw score for the others. The penalties that go with wgan-gp
+and R1 live in regularizers.py; weight clipping for wgan in train.py.
 """
 import torch
 import torch.nn.functional as F
 
 
-# Goodfellow et al. 2014: D maximises log D(x) + log(1 - D(G(z))); log sigmoid(l) = -softplus(-l).
-def d_minimax(real, fake):
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
+# Goodfellow et al. 2014: D maximises log D(x) + log(1 - D(G(z))); -log sigmoid(l) = softplus(-l).
+def d_minimax(real, fake, smooth=0.0):
+    t = 1.0 - smooth  # binary cross-entropy with target t: t*softplus(-l) + (1-t)*softplus(l)
+    return (t * F.softplus(-real) + (1 - t) * F.softplus(real)).mean() + F.softplus(fake).mean()
 
 
 def g_minimax(fake):
@@ -24,19 +28,38 @@ def g_nonsaturating(fake):
 
 
 # Mao et al. 2017 (LSGAN): least squares towards targets 1 (real) and 0 (fake).
-def d_lsgan(real, fake):
-    return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
+def d_lsgan(real, fake, smooth=0.0):
+    return 0.5 * ((real - (1.0 - smooth)).pow(2).mean() + fake.pow(2).mean())
 
 
 def g_lsgan(fake):
     return 0.5 * (fake - 1).pow(2).mean()
 
 
+# Arjovsky et al. 2017 (WGAN): D is a critic estimating the Wasserstein-1 distance; it must stay
+# 1-Lipschitz, by weight clipping (wgan) or a gradient penalty (wgan-gp, Gulrajani et al. 2017).
+def d_wasserstein(real, fake, smooth=0.0):
+    return fake.mean() - real.mean()
+
+
+def g_wasserstein(fake):
+    return -fake.mean()
+
+
+# Lim & Ye 2017, Miyato et al. 2018 (hinge): D only pushes samples past a margin of 1.
+def d_hinge(real, fake, smooth=0.0):
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
 LOSSES = {
     "minimax": (d_minimax, g_minimax),
     "nonsaturating": (d_minimax, g_nonsaturating),
     "lsgan": (d_lsgan, g_lsgan),
+    "wgan": (d_wasserstein, g_wasserstein),
+    "wgan-gp": (d_wasserstein, g_wasserstein),
+    "hinge": (d_hinge, g_wasserstein),
 }
+SMOOTHABLE = ("minimax", "nonsaturating", "lsgan")
 
 
 def d_output(loss: str, logits: torch.Tensor) -> torch.Tensor:

@@ -20,15 +20,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import runs
 from .config import TrainConfig, coerce, resolve, validate
 from .data import load_dataset
 from .errors import ConfigError, RunError
+from .augment import diff_augment, parse_policy
 from .losses import LOSSES, d_output
 from .metrics import evaluate
 from .models import build_models
+from .regularizers import clip_weights, gradient_penalty, r1_penalty
 from .sample import image_grid, points_image, to_uint8
 
 # Fields that may change when a run is resumed: how long and how often, never what is trained.
@@ -50,9 +53,8 @@ def train(config=None, *, resume=None, **overrides) -> str:
         changes = dict(config or {}) if not isinstance(config, TrainConfig) else {}
         return resume_run(resume, {**changes, **overrides})
     if isinstance(config, TrainConfig):
-        cfg = dataclasses.replace(config, **overrides)
-    else:
-        cfg = TrainConfig.from_dict({**(config or {}), **overrides})
+        config = config.explicit_fields()  # so that a preset fills only the fields left at their defaults
+    cfg = TrainConfig.from_dict({**(config or {}), **overrides})
     validate(cfg)
     data = load_dataset(cfg.dataset, cfg.data_path or None, cfg.image_size, cfg.channels, cfg.seed)
     cfg = resolve(cfg, data)
@@ -90,6 +92,12 @@ def resume_run(run_dir, changes: dict) -> str:
     runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(),
                        steps=cfg.steps, error=None, resumes=resumes)
     return Trainer(run_dir, cfg, data, resume_from=found.get(start)).run()
+
+
+def make_optimizer(cfg, model, lr):
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
 
 
 def default_name(cfg) -> str:
@@ -151,9 +159,9 @@ class Trainer:
         self.G.to(self.device)
         self.D.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema else None
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        self.opt_g = make_optimizer(cfg, self.G, cfg.lr_g)
+        self.opt_d = make_optimizer(cfg, self.D, cfg.lr_d)
+        self.augment_policy = parse_policy(cfg.diffaug)
         fp16 = cfg.precision == "fp16"
         # One scaler per optimiser: D steps n_critic times per G step, and a scaler updates once per step.
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -194,50 +202,79 @@ class Trainer:
             y = torch.randint(0, self.data.num_classes, (n,), generator=self.gen_z, device=self.device)
         return z, y
 
-    def train_step(self, measure: bool):
+    def D_judge(self, x, y):
+        """D's (logits, class_logits) on what it sees: DiffAugment first when on (real and fake alike)."""
+        if self.augment_policy:
+            x = diff_augment(x, self.augment_policy)
+        return self.D(x, y if self.cfg.conditioning in ("concat", "projection") else None)
+
+    def optimizer_step(self, loss, model, opt, scaler, measure: bool):
+        """Backward, optional gradient clipping, step; returns the gradient norm before clipping when measured."""
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        norm = None
+        if measure or self.cfg.grad_clip:
+            scaler.unscale_(opt)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip or math.inf)
+        scaler.step(opt)
+        scaler.update()
+        return norm
+
+    def train_step(self, measure: bool) -> dict:
+        """One G step and its D steps; returns detached scalars to log (and gradient norms when measured)."""
         cfg, B = self.cfg, self.cfg.batch_size
-        stats = {}
+        out = {}
 
         # (1) Update D: n_critic times on fresh real and fake batches.
         self.D.requires_grad_(True)
         for _ in range(cfg.n_critic):
             x, y = self.data.batch(B, self.gen_data)  # (B, ...) real, labels or None
-            z, y_fake = self.noise(B)
+            z, _ = self.noise(B)
+            y = y if self.conditional else None  # fakes get the real batch's labels
             with self.autocast():
                 with torch.no_grad():
-                    fake = self.G(z, y_fake)
-                real_logits = self.D(x, y if self.conditional else None)
-                fake_logits = self.D(fake, y_fake)
-                loss_d = self.d_loss(real_logits.float(), fake_logits.float())
-            self.opt_d.zero_grad(set_to_none=True)
-            self.scaler_d.scale(loss_d).backward()
-            if measure:
-                self.scaler_d.unscale_(self.opt_d)
-                stats["grad_norm_d"] = torch.nn.utils.clip_grad_norm_(self.D.parameters(), math.inf)
-            self.scaler_d.step(self.opt_d)
-            self.scaler_d.update()
+                    fake = self.G(z, y)
+                real_logits, real_cls = self.D_judge(x, y)
+                fake_logits, fake_cls = self.D_judge(fake, y)
+                loss_d = self.d_loss(real_logits.float(), fake_logits.float(), cfg.label_smoothing)
+                if cfg.conditioning == "acgan":
+                    loss_cls = F.cross_entropy(real_cls.float(), y) + F.cross_entropy(fake_cls.float(), y)
+                    loss_d = loss_d + cfg.acgan_weight * loss_cls
+                    out["loss_cls_d"] = loss_cls
+                if cfg.loss == "wgan-gp":
+                    gp = gradient_penalty(self.D_judge, x, fake, y)
+                    loss_d = loss_d + cfg.gp_weight * gp
+                    out["gp"] = gp
+                if cfg.r1_gamma:
+                    r1 = r1_penalty(self.D_judge, x, y)
+                    loss_d = loss_d + cfg.r1_gamma / 2 * r1
+                    out["r1"] = r1
+            norm = self.optimizer_step(loss_d, self.D, self.opt_d, self.scaler_d, measure)
+            if cfg.loss == "wgan":
+                clip_weights(self.D, cfg.clip_value)
             self.images_seen += B
 
         # (2) Update G: make D call fakes real. D's weights are frozen so no D gradients are computed.
         self.D.requires_grad_(False)
         z, y_fake = self.noise(B)
         with self.autocast():
-            loss_g = self.g_loss(self.D(self.G(z, y_fake), y_fake).float())
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler_g.scale(loss_g).backward()
-        if measure:
-            self.scaler_g.unscale_(self.opt_g)
-            stats["grad_norm_g"] = torch.nn.utils.clip_grad_norm_(self.G.parameters(), math.inf)
-        self.scaler_g.step(self.opt_g)
-        self.scaler_g.update()
+            logits, cls = self.D_judge(self.G(z, y_fake), y_fake)
+            loss_g = self.g_loss(logits.float())
+            if cfg.conditioning == "acgan":
+                loss_cls_g = F.cross_entropy(cls.float(), y_fake)
+                loss_g = loss_g + cfg.acgan_weight * loss_cls_g
+                out["loss_cls_g"] = loss_cls_g
+        norm_g = self.optimizer_step(loss_g, self.G, self.opt_g, self.scaler_g, measure)
         if self.G_ema is not None:
             self.update_ema()
 
-        with torch.no_grad():
-            losses = torch.stack([loss_d.detach(), loss_g.detach(),
-                                  d_output(cfg.loss, real_logits.detach().float()).mean(),
-                                  d_output(cfg.loss, fake_logits.detach().float()).mean()])
-        return losses, stats
+        out.update(loss_d=loss_d, loss_g=loss_g,
+                   d_real=d_output(cfg.loss, real_logits.float()).mean(),
+                   d_fake=d_output(cfg.loss, fake_logits.float()).mean())
+        out = {k: v.detach().float() for k, v in out.items()}
+        if measure:
+            out.update(grad_norm_d=norm, grad_norm_g=norm_g)
+        return out
 
     @torch.no_grad()
     def update_ema(self):
@@ -261,8 +298,8 @@ class Trainer:
         metrics = open(self.run_dir / "metrics.jsonl", "a")
         self.log(log, f"{'resumed at' if self.step else 'started'} step {self.step}/{cfg.steps} on {self.device} "
                       f"({cfg.dataset}, {cfg.model}, {cfg.loss}, conditioning={cfg.conditioning})")
-        acc = torch.zeros(4, device=self.device)  # sums of loss_d, loss_g, D(x), D(G(z)) since the last record
-        n_acc, last_beat = 0, time.monotonic()
+        sums = RunningMeans()  # losses, D outputs and penalties since the last record, kept on the device
+        last_beat = time.monotonic()
         interval_start = (time.monotonic(), self.images_seen)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not sys.stderr.isatty(), dynamic_ncols=True)
         try:
@@ -271,9 +308,9 @@ class Trainer:
                     self.step += 1
                     last = self.step == cfg.steps
                     log_now = self.step % cfg.log_every == 0 or last
-                    losses, stats = self.train_step(measure=log_now)
-                    acc += losses
-                    n_acc += 1
+                    scalars = self.train_step(measure=log_now)
+                    grad_norms = {k: scalars.pop(k) for k in ("grad_norm_d", "grad_norm_g") if k in scalars}
+                    sums.add(scalars)
                     bar.update(1)
                     due = {
                         "sample": self.step % cfg.sample_every == 0 or last,
@@ -286,17 +323,16 @@ class Trainer:
                             last_beat = time.monotonic()
                         continue
                     # Anything non-finite since the last check stops the run before it is saved anywhere.
-                    means = (acc / n_acc).tolist()
-                    if not all(map(math.isfinite, means)):
+                    means = sums.means()  # the one device sync per record
+                    if not all(map(math.isfinite, means.values())):
                         raise NonFinite(means)
                     record = {}
                     if log_now:
                         now = time.monotonic()
-                        record = self.stats_record(means, stats, interval_start, now)
+                        record = self.stats_record(means, grad_norms, interval_start, now)
                         interval_start = (now, self.images_seen)
-                        acc.zero_()
-                        n_acc = 0
-                        bar.set_postfix(loss_d=f"{means[0]:.3f}", loss_g=f"{means[1]:.3f}")
+                        sums.reset()
+                        bar.set_postfix(loss_d=f"{means['loss_d']:.3f}", loss_g=f"{means['loss_g']:.3f}")
                     if due["eval"]:
                         record.update(self.evaluate())
                     if record:
@@ -313,9 +349,8 @@ class Trainer:
                     runs.update_status(self.run_dir, step=self.step, images_seen=self.images_seen)
                     last_beat = time.monotonic()
                 if stop.signal is not None:
-                    means = (acc / max(n_acc, 1)).tolist()
-                    if not all(map(math.isfinite, means)):
-                        raise NonFinite(means)
+                    if not all(map(math.isfinite, sums.means().values())):
+                        raise NonFinite(sums.means())
                     self.save_checkpoint(self.clock(clock0))
                     self.log(log, f"stopped by {stop.signal} at step {self.step}; checkpoint saved")
                     runs.update_status(self.run_dir, state="stopped", step=self.step, images_seen=self.images_seen,
@@ -323,7 +358,8 @@ class Trainer:
                     return str(self.run_dir)
         except NonFinite as e:
             good = max(runs.checkpoints(self.run_dir), default=None)
-            msg = (f"non-finite loss (loss_d={e.means[0]}, loss_g={e.means[1]}) by step {self.step}; "
+            bad = ", ".join(f"{k}={v}" for k, v in e.means.items() if not math.isfinite(v))
+            msg = (f"non-finite loss ({bad}) by step {self.step}; "
                    f"last good checkpoint: {'step ' + str(good) if good is not None else 'none'}")
             self.log(log, "FAILED: " + msg)
             runs.update_status(self.run_dir, state="failed", error=msg, step=self.step, finished=time.time())
@@ -345,15 +381,11 @@ class Trainer:
         self.elapsed = time.monotonic() - clock0
         return self.elapsed
 
-    def stats_record(self, means, stats, interval_start, now) -> dict:
+    def stats_record(self, means, grad_norms, interval_start, now) -> dict:
         t_start, seen_start = interval_start
         return {
-            "loss_d": means[0],
-            "loss_g": means[1],
-            "d_real": means[2],
-            "d_fake": means[3],
-            "grad_norm_d": float(stats["grad_norm_d"]),
-            "grad_norm_g": float(stats["grad_norm_g"]),
+            **means,  # loss_d, loss_g, d_real, d_fake, and gp / r1 / loss_cls_d / loss_cls_g when on
+            **{k: float(v) for k, v in grad_norms.items()},
             "lr_d": self.opt_d.param_groups[0]["lr"],
             "lr_g": self.opt_g.param_groups[0]["lr"],
             "img_per_s": (self.images_seen - seen_start) / max(now - t_start, 1e-9),
@@ -452,6 +484,26 @@ def numpy_rng_state() -> list:
     return [name, key.tolist(), pos, has_gauss, cached]
 
 
+class RunningMeans:
+    """Sums of per-step scalar tensors; read back (one device sync) only when a record is due."""
+
+    def __init__(self):
+        self.sums, self.n = {}, 0
+
+    def add(self, values: dict):
+        for k, v in values.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.n += 1
+
+    def means(self) -> dict:
+        if not self.n:
+            return {}
+        return dict(zip(self.sums, (torch.stack(list(self.sums.values())) / self.n).tolist()))
+
+    def reset(self):
+        self.sums, self.n = {}, 0
+
+
 class NonFinite(Exception):
     def __init__(self, means):
         self.means = means
@@ -459,8 +511,8 @@ class NonFinite(Exception):
 
 def format_record(r: dict) -> str:
     parts = [f"step {r['step']}"]
-    for key in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g", "img_per_s",
-                "modes", "hq_share"):
+    for key in ("loss_d", "loss_g", "d_real", "d_fake", "gp", "r1", "loss_cls_d", "loss_cls_g",
+                "grad_norm_d", "grad_norm_g", "img_per_s", "modes", "hq_share"):
         if key in r:
             parts.append(f"{key} {r[key]:.4g}")
     return "  ".join(parts)

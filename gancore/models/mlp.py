@@ -3,11 +3,12 @@ import math
 
 import torch.nn as nn
 
-from ..conditioning import d_conditioner, g_conditioner
+from ..conditioning import DHead, d_conditioner, g_conditioner
+from ..layers import MinibatchStdDev, pack_samples
 
 
 class MLPGenerator(nn.Module):
-    def __init__(self, z_dim, out_shape, width, depth, num_classes=0, conditioning="none", embed_dim=32):
+    def __init__(self, z_dim, out_shape, width, depth, num_classes=0, conditioning="none", embed_dim=32, vbn_ref=0):
         super().__init__()
         self.out_shape = tuple(out_shape)  # (2,) or (C, H, W)
         self.cond = g_conditioner(conditioning, num_classes, embed_dim)
@@ -25,15 +26,20 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    def __init__(self, in_shape, width, depth, num_classes=0, conditioning="none", embed_dim=32):
+    def __init__(self, in_shape, width, depth, num_classes=0, conditioning="none", embed_dim=32,
+                 pack=1, dropout=0.0, mbstd=0):
         super().__init__()
+        self.pack = pack
         self.cond = d_conditioner(conditioning, num_classes, embed_dim, image_hw=None)
-        dims = [math.prod(in_shape) + self.cond.extra_dim] + [width] * depth
+        dims = [math.prod(in_shape) * pack + self.cond.extra_dim] + [width] * depth
         layers = []
         for a, b in zip(dims[:-1], dims[1:]):
-            layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
+            layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)] + ([nn.Dropout(dropout)] if dropout else [])
+        if mbstd:
+            layers.append(MinibatchStdDev(mbstd))
+        self.body = nn.Sequential(*layers)
+        self.head = DHead(width + (1 if mbstd else 0), num_classes, conditioning)
 
     def forward(self, x, y=None):
-        return self.net(self.cond(x.flatten(1), y)).squeeze(1)  # (B,) logits
+        x = pack_samples(x.flatten(1), self.pack)  # (B/k, k*F)
+        return self.head(self.body(self.cond(x, y)), y)  # (B/k,) logits, class logits or None

@@ -1,0 +1,29 @@
+"""Named presets: field sets known to work, each trained at tiny size in the tests and measured at
+full size in docs/benchmarks.md. `--preset NAME` starts from one; any field you set wins.
+"""
+from .errors import ConfigError
+
+PRESETS = {
+    # Radford et al. 2016 with the non-saturating loss on the embedded MNIST subset.
+    "dcgan-ns": dict(dataset="mnist-5k", model="dcgan", loss="nonsaturating"),
+    # Mirza & Osindero 2014: label embedding joined to z and to D's input.
+    "cgan-concat": dict(dataset="mnist-5k", model="dcgan", loss="nonsaturating", conditioning="concat"),
+    # Odena et al. 2017: D also classifies; G is rewarded for fakes of the right class.
+    "acgan": dict(dataset="mnist-5k", model="dcgan", loss="nonsaturating", conditioning="acgan"),
+    # Miyato & Koyama 2018: residual nets, spectral norm in D, hinge loss, projection D, conditional BN in G;
+    # one D step per G step with TTUR learning rates (Heusel et al. 2017) instead of n_critic 5.
+    "sngan-projection-hinge": dict(dataset="mnist-5k", model="resnet", loss="hinge", conditioning="projection",
+                                   sn_d=True, lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9, g_width=32, d_width=32),
+    # Gulrajani et al. 2017 on the 25-Gaussian grid: 5 critic steps, Adam(0.5, 0.9).
+    "wgan-gp-grid": dict(dataset="grid", model="mlp", loss="wgan-gp", n_critic=5, lr_g=1e-4, lr_d=1e-4,
+                         beta1=0.5, beta2=0.9, steps=3000),
+    # Lin et al. 2018: D judges packs of 2 samples; the rest as the plain non-saturating GAN.
+    "pacgan-ring": dict(dataset="ring", model="mlp", loss="nonsaturating", pack=2, steps=3000),
+    "pacgan-grid": dict(dataset="grid", model="mlp", loss="nonsaturating", pack=2, steps=3000),
+}
+
+
+def preset_fields(name: str) -> dict:
+    if name not in PRESETS:
+        raise ConfigError(f"--preset: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return dict(PRESETS[name], preset=name)

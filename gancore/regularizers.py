@@ -1,0 +1,34 @@
+"""Penalties on D's gradients, each a plain function returning a scalar to add to D's loss.
+
+`D` here is any callable mapping a batch to (logits, class_logits), as the networks return.
+"""
+import torch
+
+
+def gradient_penalty(D, real, fake, y=None):
+    """WGAN-GP (Gulrajani et al. 2017): E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates of real and fake.
+
+    Conditional runs pass the real labels, which the D step also gives to its fakes, so each
+    interpolate lies between a real and a fake of the same class.
+    """
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    eps = torch.rand(shape, device=real.device, dtype=real.dtype)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    logits, _ = D(x_hat, y)
+    (grad,) = torch.autograd.grad(logits.sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def r1_penalty(D, real, y=None):
+    """R1 (Mescheder et al. 2018): E[||grad D(x)||^2] on real data, times gamma/2 by the caller."""
+    x = real.detach().requires_grad_(True)
+    logits, _ = D(x, y)
+    (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()
+
+
+@torch.no_grad()
+def clip_weights(module, c: float):
+    """WGAN weight clipping: every parameter of the critic into [-c, c]."""
+    for p in module.parameters():
+        p.clamp_(-c, c)
