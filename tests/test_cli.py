@@ -95,7 +95,7 @@ def test_real_process_exit_code_is_2(runs_root):
     out = subprocess.run([sys.executable, "-m", "gancore", "train", "--loss", "nope"], env=subprocess_env(runs_root),
                          capture_output=True, text=True)
     assert out.returncode == 2
-    assert out.stderr.strip() == "gancore: error: --loss: unknown value 'nope'; choose one of minimax, nonsaturating, lsgan"
+    assert out.stderr.strip() == "gancore: error: --loss: unknown value 'nope'; choose one of minimax, nonsaturating, lsgan, wgan, wgan-gp, hinge"
 
 
 def test_sample_npz_conditional_label(cond_run, tmp_path, capsys):

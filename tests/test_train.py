@@ -91,9 +91,9 @@ def test_non_finite_loss_fails_the_run_and_keeps_the_good_checkpoint(runs_root, 
     d_loss, g_loss = LOSSES["nonsaturating"]
     calls = {"n": 0}
 
-    def d_loss_that_diverges(real, fake):  # fault injection: the real loss, then NaN from the 5th D step
+    def d_loss_that_diverges(real, fake, smooth):  # fault injection: the real loss, then NaN from the 5th D step
         calls["n"] += 1
-        loss = d_loss(real, fake)
+        loss = d_loss(real, fake, smooth)
         return loss * float("nan") if calls["n"] >= 5 else loss
 
     monkeypatch.setitem(LOSSES, "nonsaturating", (d_loss_that_diverges, g_loss))
