@@ -1,0 +1,238 @@
+"""Each stabiliser acts: a test per switch that shows its effect, on the real modules and trainer."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+import gancore
+from gancore import runs
+from gancore.augment import AUGMENTATIONS, diff_augment
+from gancore.config import TrainConfig, resolve, validate
+from gancore.data import load_dataset
+from gancore.layers import MinibatchStdDev
+from gancore.losses import LOSSES
+from gancore.models import build_models
+from gancore.regularizers import gradient_penalty, r1_penalty
+from gancore.train import Trainer
+from conftest import tiny
+
+
+def make_trainer(tmp_path, **fields):
+    cfg = TrainConfig(**tiny(**fields))
+    validate(cfg)
+    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    return Trainer(tmp_path, resolve(cfg, data), data)
+
+
+def run_steps(trainer, n):
+    for _ in range(n):
+        trainer.step += 1
+        trainer.train_step(measure=True)
+
+
+def models(**fields):
+    cfg = TrainConfig(**tiny(**fields))
+    data = load_dataset(cfg.dataset)
+    cfg = resolve(cfg, data)
+    return build_models(cfg, data.shape, data.num_classes) + (cfg, data)
+
+
+def top_singular_value(module):
+    w = module.weight  # the normalised weight when spectral norm is on
+    w = w.transpose(0, 1) if isinstance(module, nn.ConvTranspose2d) else w
+    return torch.linalg.matrix_norm(w.detach().flatten(1), ord=2).item()
+
+
+@pytest.mark.parametrize("network", ["mlp", "dcgan", "resnet"])
+def test_spectral_norm_bounds_top_singular_value(network):
+    layer_types = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+    for sn, bound in ((True, lambda s: s < 1.05), (False, lambda s: s > 2.0)):
+        G, D, cfg, data = models(model=network, sn_d=sn, sn_g=sn, d_width=16, g_width=16)
+        with torch.no_grad():
+            for name, p in [*G.named_parameters(), *D.named_parameters()]:
+                if name.endswith("weight") or name.endswith("original"):
+                    p.mul_(5.0)  # weights far above 1-Lipschitz
+        for _ in range(30):  # spectral norm's power iteration advances once per training-mode forward
+            D(data.x[:16])
+            G(torch.randn(16, cfg.z_dim))
+        layers = [m for net in (G, D) for m in net.modules() if isinstance(m, layer_types)]
+        assert layers and bound(max(top_singular_value(m) for m in layers)), (sn, network)
+
+
+def test_gradient_penalty_pulls_interpolate_gradient_norm_to_one():
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Linear(2, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
+    with torch.no_grad():
+        D[0].weight.mul_(3.0)  # start away from 1-Lipschitz
+        D[2].weight.mul_(3.0)
+    critic = lambda x, y=None: (D(x).squeeze(1), None)  # noqa: E731
+    real, fake = torch.randn(256, 2) + 2, torch.randn(256, 2) - 2
+
+    def norm_gap():
+        eps = torch.rand(256, 1, generator=torch.Generator().manual_seed(1))
+        x = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        (g,) = torch.autograd.grad(critic(x)[0].sum(), x)
+        return (g.norm(dim=1) - 1).abs().mean().item()
+
+    before = norm_gap()
+    opt = torch.optim.Adam(D.parameters(), lr=1e-2)
+    for _ in range(300):
+        opt.zero_grad()
+        gradient_penalty(critic, real, fake).backward()
+        opt.step()
+    assert before > 1.0 and norm_gap() < 0.1  # mean | ||grad|| - 1 |: from over 1 to under 0.1
+
+
+def test_r1_is_zero_for_constant_d_and_the_squared_slope_for_linear_d():
+    x = torch.randn(8, 1, 4, 4)
+    constant = lambda x, y=None: (x.flatten(1).sum(1) * 0 + 3.0, None)  # noqa: E731
+    assert r1_penalty(constant, x).item() == 0.0
+    w = torch.randn(16)
+    linear = lambda x, y=None: (x.flatten(1) @ w, None)  # noqa: E731
+    assert r1_penalty(linear, x).item() == pytest.approx(w.pow(2).sum().item(), rel=1e-5)
+
+
+def test_r1_and_gp_are_logged_when_on(runs_root):
+    run = gancore.load_run(gancore.train(tiny(r1_gamma=10.0, name="r1")))
+    assert run.metrics["r1"].gt(0).all()
+    run = gancore.load_run(gancore.train(tiny(loss="wgan-gp", name="gp")))
+    assert run.metrics["gp"].ge(0).all() and "r1" not in run.metrics
+
+
+@pytest.mark.parametrize("network, first", [("mlp", "in_features"), ("dcgan", "in_channels"), ("resnet", "in_channels")])
+def test_packing_changes_d_input_shape(network, first):
+    _, D1, _, data = models(model=network)
+    _, D4, _, _ = models(model=network, pack=4)
+    first1 = next(m for m in D1.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    first4 = next(m for m in D4.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    assert getattr(first4, first) == 4 * getattr(first1, first)
+    logits, _ = D4(data.x[:16])
+    assert logits.shape == (4,)  # one decision per pack of 4
+
+
+@pytest.mark.parametrize("policy", sorted(AUGMENTATIONS))
+def test_diffaugment_is_differentiable_and_random(policy):
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 16, 16, requires_grad=True)
+    y = diff_augment(x * 2 - 1, [policy])
+    assert y.shape == x.shape and not torch.equal(y, x * 2 - 1)
+    (w,) = torch.autograd.grad((y * torch.randn_like(y)).sum(), x)
+    assert w.abs().sum() > 0  # gradients reach the input through the augmentation
+
+
+def test_diffaugment_is_applied_to_real_and_fake_in_training(tmp_path):
+    trainer = make_trainer(tmp_path, diffaug="cutout")
+    seen = []
+    trainer.D.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    run_steps(trainer, 1)
+    assert len(seen) == 3  # D step: real, fake; G step: fake
+    for x in seen:
+        # cutout zeroes a 8x8 square of each 16x16 image; real digits and tanh outputs are never exactly 0 there
+        zero_share = (x == 0).flatten(1).float().mean(1)
+        assert (zero_share >= 0.25).all()
+
+
+def test_weight_clipping_keeps_critic_weights_within_clip_value(tmp_path):
+    trainer = make_trainer(tmp_path, loss="wgan", clip_value=0.02, lr_d=0.05)
+    run_steps(trainer, 3)
+    weights = torch.cat([p.detach().flatten() for p in trainer.D.parameters()])
+    assert weights.abs().max() <= 0.02 + 1e-7 and weights.abs().max() > 0.019  # clipped, and clipping was needed
+
+
+def test_label_smoothing_moves_ds_optimum_to_one_minus_s():
+    d_loss = LOSSES["nonsaturating"][0]
+    logits = torch.linspace(-6, 6, 2001)
+    losses = torch.stack([d_loss(l.view(1), torch.tensor([-50.0]), 0.1) for l in logits])
+    best = torch.sigmoid(logits[losses.argmin()]).item()
+    assert best == pytest.approx(0.9, abs=0.005)
+
+
+def test_virtual_batch_norm_makes_each_output_independent_of_the_batch():
+    G, _, cfg, _ = models(vbn=True, vbn_ref=16)
+    z = torch.randn(3, cfg.z_dim)
+    a = G(torch.cat([z[:1], z[1:2]]))[0]
+    b = G(torch.cat([z[:1], z[2:3]]))[0]
+    torch.testing.assert_close(a, b)
+    G_bn, _, _, _ = models()
+    a, b = G_bn(torch.cat([z[:1], z[1:2]]))[0], G_bn(torch.cat([z[:1], z[2:3]]))[0]
+    assert not torch.allclose(a, b)  # plain batch norm in training mode mixes the batch
+
+
+def test_minibatch_stddev_appends_group_std():
+    layer = MinibatchStdDev(group=4)
+    same = torch.ones(8, 3, 2, 2)
+    assert layer(same)[:, 3].abs().max() < 1e-3  # no variety, no signal (sqrt of the 1e-8 guard)
+    x = torch.randn(8, 5)
+    out = layer(x)
+    assert out.shape == (8, 6)
+    expected = x.view(4, 2, 5).var(0, unbiased=False).add(1e-8).sqrt().mean(1)  # groups of samples i, i+2, i+4, i+6
+    torch.testing.assert_close(out[:, 5], expected.repeat(4))
+    _, D, _, data = models(mbstd=True)
+    assert D(data.x[:16])[0].shape == (16,)
+
+
+def test_n_critic_and_ttur(tmp_path):
+    trainer = make_trainer(tmp_path, n_critic=3, lr_g=1e-4, lr_d=4e-4)
+    run_steps(trainer, 2)
+    d_steps = {int(s["step"]) for s in trainer.opt_d.state_dict()["state"].values()}
+    g_steps = {int(s["step"]) for s in trainer.opt_g.state_dict()["state"].values()}
+    assert d_steps == {6} and g_steps == {2}
+    assert trainer.opt_d.param_groups[0]["lr"] == 4e-4 and trainer.opt_g.param_groups[0]["lr"] == 1e-4
+    assert trainer.images_seen == 2 * 3 * 16
+
+
+def test_gradient_clipping_bounds_the_norm_the_optimiser_sees(tmp_path):
+    trainer = make_trainer(tmp_path, grad_clip=0.05)
+    seen = []
+
+    def record(opt, args, kwargs):
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        seen.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+
+    trainer.opt_d.register_step_pre_hook(record)
+    trainer.opt_g.register_step_pre_hook(record)
+    run_steps(trainer, 2)
+    assert len(seen) == 4 and max(seen) <= 0.05 * 1.001
+
+
+def test_weight_decay_shrinks_weights(tmp_path):
+    def d_norm(**fields):
+        trainer = make_trainer(tmp_path, lr_d=1e-2, **fields)
+        run_steps(trainer, 10)
+        return torch.cat([p.detach().flatten() for p in trainer.D.parameters()]).norm().item()
+
+    assert d_norm(weight_decay=50.0) < 0.8 * d_norm()
+
+
+def test_dropout_in_d(tmp_path):
+    _, D, _, data = models(d_dropout=0.5)
+    assert any(isinstance(m, nn.Dropout) and m.p == 0.5 for m in D.modules())
+    x = data.x[:16]
+    assert not torch.equal(D(x)[0], D(x)[0])  # random in training mode
+    D.eval()
+    assert torch.equal(D(x)[0], D(x)[0])
+
+
+def test_acgan_head_classifies_and_its_losses_are_logged(runs_root):
+    _, D, _, data = models(conditioning="acgan")
+    logits, class_logits = D(data.x[:16])
+    assert logits.shape == (16,) and class_logits.shape == (16, 10)
+    run = gancore.load_run(gancore.train(tiny(conditioning="acgan", acgan_weight=0.5)))
+    assert run.metrics["loss_cls_d"].gt(0).all() and run.metrics["loss_cls_g"].gt(0).all()
+
+
+def test_projection_uses_the_label_in_d_and_conditional_bn_in_g():
+    G, D, cfg, data = models(conditioning="projection", model="resnet")
+    with torch.no_grad():
+        for m in D.modules():
+            if isinstance(m, nn.Embedding):
+                m.weight.normal_()
+        x = data.x[:4]
+        assert not torch.allclose(D(x, torch.zeros(4, dtype=torch.long))[0], D(x, torch.ones(4, dtype=torch.long))[0])
+        for m in G.modules():
+            if isinstance(m, nn.Embedding):
+                m.weight.normal_()
+        G.eval()
+        z = torch.randn(4, cfg.z_dim)
+        assert not torch.allclose(G(z, torch.zeros(4, dtype=torch.long)), G(z, torch.ones(4, dtype=torch.long)))
