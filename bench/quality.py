@@ -1,14 +1,20 @@
-"""Quality of the default configs, measured end to end through the CLI.
+"""Quality of the defaults and of every preset, measured end to end through the CLI.
 
-    python bench/quality.py [--seeds 0 1 2] [--skip-mnist]
+    python bench/quality.py [--parts ring grid presets mnist] [--seeds 0 1 2] [--out bench-out]
 
-1. `python -m gancore train --dataset ring --steps 3000` (defaults otherwise), per seed: modes
-   captured and high-quality share of 2,500 samples (PacGAN/VEEGAN protocol), wall time.
-2. `python -m gancore train --dataset mnist-5k --conditioning concat` (defaults): wall time, then
-   `sample --label k` for every k into bench-out/mnist-label-<k>.png to look at.
+ring:    `train --dataset ring --steps 3000` (defaults otherwise), per seed.
+grid:    `train --dataset grid` (defaults otherwise), per seed.
+presets: `train --preset NAME` for every preset at its full size (2-D presets per seed).
+mnist:   `train --dataset mnist-5k --conditioning concat` (defaults), then `sample --label k` for every k
+         into <out>/mnist-label-<k>.png to look at.
+2-D rows: modes captured (of 8 or 25) and high-quality share of 2,500 samples (PacGAN/VEEGAN
+protocol, metrics.py) at the last step, and reverse KL of the mode histogram. Image rows: wall time
+and the final losses (image metrics arrive with the evaluators); look at the saved grids.
 """
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from gancore.runs import read_metrics  # noqa: E402
+from gancore.presets import PRESETS  # noqa: E402
+from gancore.runs import read_metrics, sample_grids  # noqa: E402
 
 
 def gancore(*args, env):
@@ -28,34 +35,58 @@ def gancore(*args, env):
     return out.stdout.strip().splitlines()[-1]
 
 
+def train_row(label, args, seed, env, out):
+    t0 = time.time()
+    run = gancore("train", *args, "--seed", seed, env=env)
+    wall = time.time() - t0
+    records = read_metrics(run)
+    evals = [r for r in records if "modes" in r]
+    config = json.loads((Path(run) / "config.json").read_text())
+    if evals:
+        e = evals[-1]
+        n_modes = 8 if config["dataset"] == "ring" else 25
+        quality = f"{e['modes']}/{n_modes} | {e['hq_share']:.3f} | {e['reverse_kl']:.3f}"
+    else:
+        last = [r for r in records if "loss_d" in r][-1]
+        quality = f"loss_d {last['loss_d']:.3f}, loss_g {last['loss_g']:.3f} | | "
+    grid = sample_grids(run)[max(sample_grids(run))]
+    name = f"{label.replace(' ', '_')}-seed{seed}.png"
+    shutil.copy(grid, out / name)
+    print(f"| {label} | {seed} | {config['steps']} | {quality} | {wall:.0f} | {name} |", flush=True)
+    return run
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--parts", nargs="+", default=["ring", "grid", "presets", "mnist"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--skip-mnist", action="store_true")
+    p.add_argument("--presets", nargs="+", default=list(PRESETS), help="which presets (default: all)")
     p.add_argument("--out", default="bench-out")
     args = p.parse_args()
-    root = tempfile.mkdtemp(prefix="gancore-bench-")
-    env = dict(os.environ, GANCORE_RUNS=root, PYTHONPATH=str(ROOT))
+    out = Path(args.out)
+    out.mkdir(exist_ok=True)
+    env = dict(os.environ, GANCORE_RUNS=tempfile.mkdtemp(prefix="gancore-bench-"), PYTHONPATH=str(ROOT))
 
-    print("| run | seed | modes (of 8) | high-quality share | wall s |")
-    print("|---|---|---|---|---|")
-    for seed in args.seeds:
-        t0 = time.time()
-        run = gancore("train", "--dataset", "ring", "--steps", 3000, "--seed", seed, env=env)
-        last = [r for r in read_metrics(run) if "modes" in r][-1]
-        print(f"| ring, defaults, 3000 steps | {seed} | {last['modes']} | {last['hq_share']:.3f} | {time.time() - t0:.0f} |",
-              flush=True)
-
-    if not args.skip_mnist:
-        t0 = time.time()
-        run = gancore("train", "--dataset", "mnist-5k", "--conditioning", "concat", env=env)
-        wall = time.time() - t0
-        out = Path(args.out)
-        out.mkdir(exist_ok=True)
+    print("| run | seed | steps | modes | high-quality share | reverse KL | wall s | last grid |")
+    print("|---|---|---|---|---|---|---|---|")
+    if "ring" in args.parts:
+        for seed in args.seeds:
+            train_row("ring defaults", ["--dataset", "ring", "--steps", 3000], seed, env, out)
+    if "grid" in args.parts:
+        for seed in args.seeds:
+            train_row("grid defaults", ["--dataset", "grid"], seed, env, out)
+    if "presets" in args.parts:
+        for name in args.presets:
+            fields = PRESETS[name]
+            seeds = args.seeds if fields["dataset"] in ("ring", "grid") else args.seeds[:1]
+            for seed in seeds:
+                train_row(f"preset {name}", ["--preset", name], seed, env, out)
+    if "mnist" in args.parts:
+        run = train_row("mnist-5k concat defaults", ["--dataset", "mnist-5k", "--conditioning", "concat"],
+                        args.seeds[0], env, out)
         for k in range(10):
             gancore("sample", run, "--n", 16, "--label", k, "--seed", 0, "--out", out / f"mnist-label-{k}.png", env=env)
-        print(f"\nmnist-5k, conditioning concat, defaults: {wall:.0f} s wall (train command end to end); "
-              f"grids per label in {out}/")
+        print(f"\nper-label samples: {out}/mnist-label-<k>.png")
 
 
 if __name__ == "__main__":

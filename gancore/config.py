@@ -36,6 +36,7 @@ class TrainConfig:
     # --- networks ---
     model: str = "auto"  # mlp, dcgan or resnet; auto = mlp for 2-D points, dcgan for images
     z_dim: int = 0  # latent dimension; 0 = auto: 2 for 2-D points (as PacGAN), 64 for images
+    point_scale: float = 0.0  # 2-D points: the nets work in coordinates divided by this; 0 = auto (the data's std)
     g_width: int = 0  # G width: hidden units (mlp), channels at the finest layer (dcgan), block channels (resnet); 0 = auto
     d_width: int = 0  # D width, as g_width; 0 = auto
     g_depth: int = 0  # G depth: hidden layers (mlp) or 2x upsampling stages (dcgan, resnet); 0 = auto
@@ -185,7 +186,7 @@ def validate(cfg: TrainConfig) -> None:
     for name in positive:
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"--{name}: must be > 0 (got {getattr(cfg, name)})")
-    non_negative = ["z_dim", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth", "eval_every",
+    non_negative = ["z_dim", "point_scale", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth", "eval_every",
                     "gp_weight", "acgan_weight", "r1_gamma", "grad_clip", "weight_decay"]
     for name in non_negative:
         v = getattr(cfg, name)
@@ -264,6 +265,8 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
         raise ConfigError(f"--batch_size: {c.batch_size} is larger than the dataset ({len(data.x)} samples)")
     if not points:
         c.channels, c.image_size = data.shape[0], data.shape[1]
+    if points:
+        c.point_scale = c.point_scale or round(float(data.x.std()), 4)
     if c.model == "mlp":
         c.g_width, c.d_width = c.g_width or (256 if points else 512), c.d_width or (256 if points else 512)
         c.g_depth, c.d_depth = c.g_depth or 3, c.d_depth or 3

@@ -32,10 +32,13 @@ def build_models(cfg, shape, num_classes):
     """G and D for a resolved config and data of `shape` ((2,) or (C, H, W)) with `num_classes` labels."""
     G_cls, D_cls = NETWORKS[cfg.model]
     cond = dict(num_classes=num_classes, conditioning=cfg.conditioning, embed_dim=cfg.embed_dim)
-    G = G_cls(cfg.z_dim, shape, cfg.g_width, cfg.g_depth, vbn_ref=cfg.vbn_ref if cfg.vbn else 0, **cond)
     d_extra = dict(pack=cfg.pack, dropout=cfg.d_dropout, mbstd=cfg.mbstd_group if cfg.mbstd else 0)
+    g_extra = {}
     if cfg.model == "dcgan":
         d_extra["batchnorm"] = d_uses_batchnorm(cfg)
+    if cfg.model == "mlp":
+        g_extra["point_scale"] = d_extra["point_scale"] = cfg.point_scale or 1.0
+    G = G_cls(cfg.z_dim, shape, cfg.g_width, cfg.g_depth, vbn_ref=cfg.vbn_ref if cfg.vbn else 0, **cond, **g_extra)
     D = D_cls(shape, cfg.d_width, cfg.d_depth, **cond, **d_extra)
     if cfg.sn_g:
         apply_spectral_norm(G)
