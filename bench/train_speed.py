@@ -25,11 +25,15 @@ CONFIGS = {
     "digits dcgan concat": dict(dataset="digits", conditioning="concat"),
     "ring mlp": dict(dataset="ring"),
     "grid mlp": dict(dataset="grid"),
+    "preset acgan": dict(preset="acgan"),
+    "preset sngan-projection-hinge": dict(preset="sngan-projection-hinge"),
+    "preset wgan-gp-grid": dict(preset="wgan-gp-grid"),
+    "preset pacgan-grid": dict(preset="pacgan-grid"),
 }
 
 
 def measure(fields, device, steps):
-    cfg = TrainConfig(**fields, device=device)
+    cfg = TrainConfig.from_dict({**fields, "device": device})
     validate(cfg)
     data = load_dataset(cfg.dataset)
     cfg = resolve(cfg, data)
@@ -58,11 +62,11 @@ def main():
     name = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else \
         f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; {args.steps} timed steps per config\n")
-    print(f"| config | model | width G/D | batch | steps/s | images/s |")
-    print(f"|---|---|---|---|---|---|")
+    print("| config | model | width G/D | batch x n_critic | steps/s | images/s |")
+    print("|---|---|---|---|---|---|")
     for label, fields in CONFIGS.items():
         cfg, steps_s, img_s = measure(fields, args.device, args.steps)
-        print(f"| {label} | {cfg.model} | {cfg.g_width}/{cfg.d_width} | {cfg.batch_size} | {steps_s:.1f} | {img_s:,.0f} |",
+        print(f"| {label} | {cfg.model} | {cfg.g_width}/{cfg.d_width} | {cfg.batch_size} x {cfg.n_critic} | {steps_s:.1f} | {img_s:,.0f} |",
               flush=True)
 
 

@@ -4,6 +4,7 @@
 checkpoint, exactly (weights, optimisers, grad scalers, EMA, counters and every RNG state come
 back). The loop writes only into the run directory (see runs.py for the contract).
 """
+import contextlib
 import copy
 import dataclasses
 import json
@@ -391,26 +392,26 @@ class Trainer:
             "img_per_s": (self.images_seen - seen_start) / max(now - t_start, 1e-9),
         }
 
-    def sampler(self):
-        return self.G_ema if self.G_ema is not None else self.G
-
-    def evaluate(self) -> dict:
-        G = self.sampler()
+    @contextlib.contextmanager
+    def sampling_generator(self):
+        """G for samples and metrics: the EMA copy when kept, in eval mode for the duration."""
+        G = self.G_ema if self.G_ema is not None else self.G
         was_training = G.training
         G.eval()
         try:
-            return evaluate(G, self.cfg.z_dim, self.data, self.device, self.conditional, seed=self.cfg.seed)
+            yield G
         finally:
             G.train(was_training)
+
+    def evaluate(self) -> dict:
+        with self.sampling_generator() as G:
+            return evaluate(G, self.cfg.z_dim, self.data, self.device, self.conditional, seed=self.cfg.seed)
 
     @torch.no_grad()
     def save_samples(self):
         """The progress grid of this step, always from the same fixed noise batch."""
-        G = self.sampler()
-        was_training = G.training
-        G.eval()
-        out = G(self.fixed_z, self.fixed_y).float().cpu()
-        G.train(was_training)
+        with self.sampling_generator() as G:
+            out = G(self.fixed_z, self.fixed_y).float().cpu()
         stem = self.run_dir / "samples" / f"step_{self.step:07d}"
         if self.data.kind == "points":
             modes = self.data.modes.cpu().numpy()

@@ -169,3 +169,12 @@ def test_load_run_api(cond_run):
     assert list(run.metrics.columns[:3]) == ["step", "images_seen", "time"]
     images, labels = run.sample(20, labels=[0] * 10 + [9] * 10, seed=0)
     assert images.shape == (20, 16, 16, 1) and list(labels) == [0] * 10 + [9] * 10
+
+
+def test_train_preset_with_flags_on_top(runs_root, capsys):
+    code, out, err = cli(capsys, "train", "--preset", "pacgan-ring", "--steps", "4", "--log_every", "2",
+                         "--ckpt_every", "2", "--sample_every", "2", "--eval_every", "2", "--name", "p")
+    assert code == 0, err
+    run = gancore.load_run(out.strip().splitlines()[-1])
+    assert run.config["pack"] == 2 and run.config["dataset"] == "ring" and run.config["steps"] == 4
+    assert run.config["preset"] == "pacgan-ring"
