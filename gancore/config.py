@@ -19,6 +19,7 @@ CONDITIONINGS = ("none", "concat", "acgan", "projection")
 OPTIMIZERS = ("adam", "rmsprop")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
+FID_BACKENDS = ("evaluator", "inception")
 
 
 @dataclass
@@ -78,7 +79,10 @@ class TrainConfig:
     log_every: int = 50  # steps between metrics records
     sample_every: int = 500  # steps between sample grids (from one fixed noise batch)
     ckpt_every: int = 1000  # steps between checkpoints (one is always written at the end)
-    eval_every: int = 1000  # steps between evaluations (2-D data: mode coverage); 0 = never
+    eval_every: int = 1000  # steps between evaluations (mode coverage, or FID/KID/IS for images); 0 = never
+    eval_n: int = 0  # samples per evaluation; 0 = auto (2,500 for 2-D points, 2,000 images)
+    fid_backend: str = "evaluator"  # evaluator (the project's classifier) or inception (torch-fidelity, local weights)
+    eval_train_evaluator: bool = False  # images with no shipped or cached evaluator: train one at launch, else no FID
     # --- device ---
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
     precision: str = "fp32"  # fp32, or bf16 / fp16 autocast on CUDA (fp16 adds a grad scaler)
@@ -175,6 +179,7 @@ def validate(cfg: TrainConfig) -> None:
     _choice(cfg, "optimizer", OPTIMIZERS)
     _choice(cfg, "device", DEVICES)
     _choice(cfg, "precision", PRECISIONS)
+    _choice(cfg, "fid_backend", FID_BACKENDS)
     if cfg.preset:
         _choice(cfg, "preset", tuple(PRESETS))
     if cfg.dataset in NEEDS_PATH and not cfg.data_path:
@@ -186,7 +191,7 @@ def validate(cfg: TrainConfig) -> None:
     for name in positive:
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"--{name}: must be > 0 (got {getattr(cfg, name)})")
-    non_negative = ["z_dim", "point_scale", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth", "eval_every",
+    non_negative = ["z_dim", "point_scale", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth", "eval_every", "eval_n",
                     "gp_weight", "acgan_weight", "r1_gamma", "grad_clip", "weight_decay"]
     for name in non_negative:
         v = getattr(cfg, name)
@@ -210,6 +215,10 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.precision != "fp32" and cfg.device == "cpu":
         raise ConfigError(f"--precision: {cfg.precision} autocast needs a CUDA device (device is cpu)")
     check_combination(cfg, points=cfg.dataset in ("ring", "grid"))
+    if cfg.fid_backend == "inception":
+        from .image_metrics import inception_weights
+
+        inception_weights()  # fails here, before any training, when the weights are not on this machine
 
 
 def check_combination(cfg, points: bool) -> None:
@@ -239,6 +248,14 @@ def check_combination(cfg, points: bool) -> None:
             raise ConfigError(f"--label_smoothing: must be in [0, 0.5) (got {cfg.label_smoothing})")
     if cfg.diffaug and points:
         raise ConfigError(f"--diffaug: DiffAugment transforms images; dataset {cfg.dataset!r} is 2-D points")
+    if points and cfg.fid_backend != "evaluator":
+        raise ConfigError(f"--fid_backend: applies to images; dataset {cfg.dataset!r} is 2-D points "
+                          f"(scored by mode coverage)")
+    if points and cfg.eval_train_evaluator:
+        raise ConfigError(f"--eval_train_evaluator: evaluators score images; dataset {cfg.dataset!r} is 2-D points "
+                          f"(scored by mode coverage)")
+    if not points and 0 < cfg.eval_n < 10:
+        raise ConfigError(f"--eval_n: image metrics need at least 10 samples (got {cfg.eval_n})")
 
 
 def resolve(cfg: TrainConfig, data) -> TrainConfig:
@@ -259,6 +276,9 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
         c.model = "mlp" if points else "dcgan"
     check_combination(c, points)
     c.z_dim = c.z_dim or (2 if points else 64)
+    from .metrics import N_IMAGES_TRAINING, N_POINTS
+
+    c.eval_n = c.eval_n or (N_POINTS if points else N_IMAGES_TRAINING)
     if c.conditioning != "none" and data.num_classes == 0:
         raise ConfigError(f"--conditioning: {c.conditioning} needs class labels, and dataset {c.dataset!r} has none")
     if c.batch_size > len(data.x):

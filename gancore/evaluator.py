@@ -33,7 +33,12 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "evaluators"
 SHIPPED = ("mnist-5k", "digits")      # embedded labelled sets with weights in SHIPPED_DIR
 FILE_FORMAT = 1                       # bump when the file layout or the architecture changes
 DEFAULT_EPOCHS = 15                   # enough for >= 97 % held-out accuracy on mnist-5k and digits
-DEFAULT_CACHE = Path.home() / ".cache" / "gancore" / "evaluators"
+DEFAULT_CACHE = Path.home() / ".cache" / "gancore" / "evaluators"  # when $GANCORE_CACHE is not set
+
+
+def cache_root() -> Path:
+    """Where gancore caches what it computes once: $GANCORE_CACHE, else ~/.cache/gancore."""
+    return Path(os.environ["GANCORE_CACHE"]) if os.environ.get("GANCORE_CACHE") else DEFAULT_CACHE.parent
 
 
 class EvaluatorError(GancoreError):
@@ -264,13 +269,18 @@ def shipped_evaluator(dataset_name: str) -> tuple[Evaluator, dict]:
     return load_evaluator(path)
 
 
+def evaluator_path(data: Dataset, cache_dir=None) -> Path:
+    """Where `evaluator_for` caches the evaluator of data that has no shipped one."""
+    return Path(cache_dir or cache_root() / "evaluators") / f"{fingerprint(data)}.pt"
+
+
 def evaluator_for(data: Dataset, cache_dir=None, train_if_missing: bool = True,
                   epochs: int = DEFAULT_EPOCHS, log=print) -> tuple[Evaluator, dict]:
     """The evaluator for exactly this data: shipped, cached, or trained now and cached.
 
     An embedded set as loaded by default gets its shipped evaluator. Anything else (own data, or an
     embedded set resized or recoloured, whose fingerprint then differs) uses
-    `<cache_dir>/<fingerprint>.pt`, default ~/.cache/gancore/evaluators, trained on first use.
+    `<cache_dir>/<fingerprint>.pt`, default `cache_root()/evaluators`, trained on first use.
     """
     fp = fingerprint(data)
     if data.name in SHIPPED and (SHIPPED_DIR / f"{data.name}.pt").is_file():
@@ -278,7 +288,7 @@ def evaluator_for(data: Dataset, cache_dir=None, train_if_missing: bool = True,
         if report["fingerprint"] == fp:
             return model, report
 
-    path = Path(cache_dir or DEFAULT_CACHE) / f"{fp}.pt"
+    path = evaluator_path(data, cache_dir)
     if path.is_file():
         model, report = load_evaluator(path)
         if report.get("fingerprint") != fp:
@@ -289,7 +299,8 @@ def evaluator_for(data: Dataset, cache_dir=None, train_if_missing: bool = True,
     _check_trainable(data)  # before train_if_missing: "no labels" is the more useful message
     if not train_if_missing:
         raise EvaluatorError(f"no evaluator cached for dataset {data.name!r} (fingerprint {fp}) in "
-                             f"{path.parent}; train one with evaluator_for(data, train_if_missing=True)")
+                             f"{path.parent}; train one with `python -m gancore train-evaluator --dataset ...` "
+                             f"(or evaluator_for(data, train_if_missing=True))")
     model, report = train_evaluator(data, epochs=epochs, log=log)
     save_evaluator(model, report, path)
     if log:

@@ -1,15 +1,31 @@
-"""Sample-quality metrics computed during and after training.
+"""Sample-quality metrics during and after training, and the provenance that makes scores comparable.
 
 2-D mixtures use the PacGAN/VEEGAN protocol: draw 2,500 samples; a sample is high quality when
 it lies within 3 sigma of its nearest mode; a mode is captured when it is the nearest mode of at
 least one high-quality sample; reverse KL compares the mode histogram of high-quality samples
-with the uniform one. (Image metrics arrive with the project's own evaluators.)
+with the uniform one. Images get FID, KID, IS, conditional accuracy, per-class FID or the class
+histogram from the project's evaluator (image_metrics.py).
+
+Every evaluation returns its scores plus `provenance`: which network scored them (name, weights
+sha256), against which reference (data, split, fingerprint, number of real samples), on how many
+generated samples, with which seed. Two scores are the same metric only when their provenance
+agrees (`check_comparable`); the seed is the exception, as it only picks which samples are drawn.
 """
 import math
 
 import torch
 
-N_POINTS = 2500  # the PacGAN/VEEGAN sample count
+from .errors import GancoreError
+
+N_POINTS = 2500          # the PacGAN/VEEGAN sample count
+N_IMAGES = 10_000        # images scored by `gancore eval` unless --n says otherwise
+N_IMAGES_TRAINING = 2000  # images per evaluation during training (eval_n 0): under 5 % of training time
+# Provenance fields that must agree for two scores to be compared (all but the seed).
+COMPARED = ("evaluator", "weights_sha256", "reference", "data_fingerprint", "n_real", "n_gen")
+
+
+class ProvenanceMismatch(GancoreError):
+    """Two scores were produced differently (another evaluator, reference or sample count)."""
 
 
 def mode_coverage(points: torch.Tensor, modes: torch.Tensor, sigma: float) -> dict:
@@ -29,12 +45,145 @@ def mode_coverage(points: torch.Tensor, modes: torch.Tensor, sigma: float) -> di
     }
 
 
+def points_provenance(data, n_gen: int, seed: int) -> dict:
+    """Mode coverage has no network: its 'evaluator' is the protocol, its reference the true modes."""
+    return {"evaluator": f"mode-coverage(3sigma, sigma={data.sigma:g})", "weights_sha256": None,
+            "reference": f"{data.name}:modes", "data_fingerprint": None, "n_real": 0,
+            "n_gen": int(n_gen), "seed": int(seed)}
+
+
+def provenance_difference(a: dict, b: dict) -> str | None:
+    """Why scores with provenance a and b are not the same metric, or None when they are.
+
+    a, b: provenance dicts, or evaluation records that hold one under "provenance".
+    """
+    a, b = a.get("provenance", a), b.get("provenance", b)
+    for key in COMPARED:
+        if key not in a or key not in b:
+            return f"provenance has no {key!r}"
+        if a[key] != b[key]:
+            return f"{key} differs ({a[key]!r} vs {b[key]!r})"
+    return None
+
+
+def check_comparable(a: dict, b: dict) -> None:
+    """Raise ProvenanceMismatch unless two scores (or their provenance) may be compared or combined."""
+    reason = provenance_difference(a, b)
+    if reason:
+        raise ProvenanceMismatch(f"scores are not comparable: {reason}")
+
+
+def primary_score(scores: dict):
+    """(metric name, key) of an evaluation, a larger key being better; None when there is none or it is not finite.
+
+    Images rank by FID (lower is better); 2-D data by modes captured, then high-quality share.
+    """
+    if "fid" in scores:
+        name, key = "fid", (-scores["fid"],)
+    elif "modes" in scores:
+        name, key = "modes,hq_share", (scores["modes"], scores["hq_share"])
+    else:
+        return None
+    return (name, key) if all(isinstance(v, (int, float)) and math.isfinite(v) for v in key) else None
+
+
+def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
+    """(n,) classes in equal sorted blocks 0 0 .. 1 1 .. k-1: every class gets n/k samples."""
+    return torch.arange(n) * num_classes // n
+
+
 @torch.no_grad()
-def evaluate(G, z_dim: int, data, device, conditional: bool, seed: int = 0) -> dict:
-    """The metrics that exist for this kind of data, from a fixed-seed batch of G's samples."""
-    if data.kind != "points":
+def evaluate(G, z_dim: int, data, conditional: bool, n: int = 0, seed: int = 0, scorer=None,
+             device="cpu") -> dict:
+    """The metrics that exist for this data, from n fixed-seed samples of G, with their provenance.
+
+    n: 0 = N_POINTS for 2-D data, N_IMAGES for images. Conditional samples are balanced over the
+    classes. Images need `scorer` (an image_metrics.ImageScorer); without one they get {}.
+    Generated images are rounded to 8-bit levels first, as saved samples are, so a run and an .npz
+    exported from it score the same.
+    """
+    from .sample import generate
+
+    n = n or (N_POINTS if data.kind == "points" else N_IMAGES)
+    if data.kind == "image" and scorer is None:
         return {}
-    gen = torch.Generator(device=device).manual_seed(seed)
-    z = torch.randn(N_POINTS, z_dim, generator=gen, device=device)
-    y = torch.randint(0, data.num_classes, (N_POINTS,), generator=gen, device=device) if conditional else None
-    return mode_coverage(G(z, y).float(), data.modes.to(device), data.sigma)
+    labels = balanced_labels(n, data.num_classes) if conditional else None
+    x = generate(G, z_dim, n, labels, seed=seed, device=device)  # (n, ...) float on the CPU
+    if data.kind == "points":
+        return {**mode_coverage(x, data.modes.cpu(), data.sigma), "provenance": points_provenance(data, n, seed)}
+    x = ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1  # (n, C, H, W) on the 8-bit grid
+    return scorer.score(x, labels, seed=seed)
+
+
+# ---------------------------------------------------------------- scoring from outside the trainer
+def score_run(run_dir, n: int = 0, step=None, seed: int = 0) -> dict:
+    """`gancore eval RUN_DIR`: the metrics of a run's checkpoint (latest, a step, or "best") as one dict."""
+    from .data import load_dataset
+    from .image_metrics import scorer_for
+    from .runs import read_status
+    from .sample import load_generator
+
+    G, cfg, info = load_generator(run_dir, step)
+    if step == "best":
+        step = read_status(run_dir)["best"]["step"]
+    elif step is None:
+        from .runs import checkpoints
+
+        step = max(checkpoints(run_dir))
+    data = load_dataset(cfg["dataset"], cfg.get("data_path") or None, cfg.get("image_size", 0),
+                        cfg.get("channels", 0), cfg.get("seed", 0))
+    scorer = scorer_for(data, cfg.get("fid_backend", "evaluator")) if data.kind == "image" else None
+    return {"run": str(run_dir), "step": step,
+            **evaluate(G, cfg["z_dim"], data, info.get("conditional", False), n, seed, scorer)}
+
+
+def score_npz(path, dataset: str, data_path=None, image_size: int = 0, channels: int = 0, n: int = 0,
+              seed: int = 0, backend: str = "evaluator") -> dict:
+    """`gancore eval --npz FILE`: images from anywhere scored against `dataset`, on the same footing as runs.
+
+    FILE holds `images` uint8 (N, H, W, C) (or (N, H, W)) and optionally `labels` int (N,): the class
+    each image was made for, -1 throughout for unconditional samples (as `gancore sample` writes).
+    """
+    import numpy as np
+
+    from .data import load_dataset
+    from .errors import DataError
+    from .image_metrics import scorer_for
+
+    try:
+        with np.load(path) as z:
+            images = z["images"] if "images" in z.files else None
+            labels = z["labels"] if "labels" in z.files else None
+    except FileNotFoundError:
+        raise DataError(f"--npz: {path} does not exist") from None
+    except Exception:  # not a zip, a pickle, a plain .npy ...
+        raise DataError(f"--npz: {path} is not a readable .npz archive") from None
+    if images is None:
+        raise DataError(f"--npz: {path} has no array 'images'")
+    images = images[..., None] if images.ndim == 3 else images
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DataError(f"--npz: {path}: images must be uint8 (N, H, W, C) with C 1 or 3, "
+                        f"got {images.dtype} {images.shape}")
+    n = n or len(images)
+    if not 0 < n <= len(images):
+        raise DataError(f"--n: {path} holds {len(images)} images, cannot score {n}")
+    data = load_dataset(dataset, data_path, image_size, channels)
+    if data.kind != "image":
+        raise DataError(f"--dataset: {dataset!r} is 2-D points; --npz scores images")
+    y = None
+    if labels is not None:
+        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(f"--npz: {path}: labels must be int (N,) with N = {len(images)}, "
+                            f"got {labels.dtype} {labels.shape}")
+        labels = labels[:n]
+        if (labels >= 0).any():  # -1 throughout: unconditional
+            if labels.min() < 0 or labels.max() >= data.num_classes:
+                raise DataError(f"--npz: {path}: labels must be 0..{data.num_classes - 1} (or -1 throughout), "
+                                f"found {labels.min()}..{labels.max()}")
+            y = torch.from_numpy(labels.astype(np.int64))
+    x = torch.from_numpy(images[:n]).permute(0, 3, 1, 2).float() / 127.5 - 1  # (n, C, H, W) in [-1, 1]
+    if tuple(x.shape[1:]) != tuple(data.shape):
+        raise DataError(f"--npz: images are {tuple(x.shape[1:])} (C, H, W) but dataset {dataset!r} loads as "
+                        f"{tuple(data.shape)}; pass --image_size / --channels to load it at the images' size")
+    return {"npz": str(path), "dataset": dataset,
+            **scorer_for(data, backend).score(x, y, seed=seed)}

@@ -3,11 +3,12 @@
     <runs_root>/<name>/
         config.json          resolved TrainConfig (every field, no "auto" left)
         data.json            what G needs to know of the data: kind, shape, num_classes, class_names, modes, sigma
-        status.json          {schema, state, pid, host, heartbeat, step, steps, images_seen, error, resumes, ...}
-        metrics.jsonl        one JSON object per logged step, appended and flushed as written
+        status.json          {schema, state, pid, host, heartbeat, step, steps, images_seen, error, resumes, best, ...}
+        metrics.jsonl        one JSON object per logged or evaluated step, appended and flushed as written
         train.log            the human-readable log
         samples/step_NNNNNNN.png   grids from one fixed noise batch (2-D runs: also .npz with `points`)
         checkpoints/ckpt_NNNNNNN.pt
+        checkpoints/best.pt  the checkpoint of the best evaluation so far (status.json "best" says which)
 
 The trainer writes; readers only read. JSON files are replaced atomically (temp file + rename);
 a reader of metrics.jsonl skips a half-written last line. docs/ARCHITECTURE.md is the full spec.
@@ -116,6 +117,10 @@ def checkpoints(run_dir) -> dict[int, Path]:
 
 def checkpoint_path(run_dir, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"ckpt_{step:07d}.pt"
+
+
+def best_checkpoint_path(run_dir) -> Path:
+    return Path(run_dir) / "checkpoints" / "best.pt"
 
 
 def sample_grids(run_dir) -> dict[int, Path]:

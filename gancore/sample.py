@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .errors import RunError
-from .runs import Run, checkpoints
+from .runs import Run, best_checkpoint_path, checkpoints
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -66,12 +66,18 @@ def noise(n, z_dim, seed=None, truncation=None, device="cpu") -> torch.Tensor:
 
 
 def load_generator(run_dir, step=None, device="cpu"):
-    """(G in eval mode, config dict, data info) from a run's checkpoint (latest, or `step`); EMA weights when kept."""
+    """(G in eval mode, config dict, data info) from a run's checkpoint (latest, `step`, or "best");
+    EMA weights when kept."""
     from .config import TrainConfig
     from .models import build_models
 
     run = Run(run_dir)
     found = checkpoints(run.path)
+    if step == "best":
+        found = {"best": best_checkpoint_path(run.path)}
+        if not found["best"].is_file():
+            raise RunError(f"--step: {run.path} has no best checkpoint (it is kept when eval_every > 0 and the "
+                           f"run has image metrics or 2-D data)")
     if not found:
         raise RunError(f"{run.path}: no checkpoint yet")
     if step is None:

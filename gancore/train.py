@@ -30,7 +30,7 @@ from .data import load_dataset
 from .errors import ConfigError, RunError
 from .augment import diff_augment, parse_policy
 from .losses import LOSSES, d_output
-from .metrics import evaluate
+from .metrics import evaluate, primary_score
 from .models import build_models
 from .regularizers import clip_weights, gradient_penalty, r1_penalty
 from .sample import image_grid, points_image, to_uint8
@@ -59,13 +59,14 @@ def train(config=None, *, resume=None, **overrides) -> str:
     validate(cfg)
     data = load_dataset(cfg.dataset, cfg.data_path or None, cfg.image_size, cfg.channels, cfg.seed)
     cfg = resolve(cfg, data)
+    scorer, note = image_scorer(cfg, data)  # before the run directory: a failure here leaves nothing behind
     cfg.name = cfg.name or default_name(cfg)
     run_dir = runs.create_run_dir(cfg.runs_root, cfg.name)
     runs.write_json_atomic(run_dir / "config.json", cfg.to_dict())
     runs.write_json_atomic(run_dir / "data.json", data_info(data, cfg))
     runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(),
                        step=0, steps=cfg.steps, images_seen=0, error=None, resumes=[], created=time.time())
-    return Trainer(run_dir, cfg, data).run()
+    return Trainer(run_dir, cfg, data, scorer=scorer, scorer_note=note).run()
 
 
 def resume_run(run_dir, changes: dict) -> str:
@@ -87,12 +88,35 @@ def resume_run(run_dir, changes: dict) -> str:
     start = max(found) if found else 0
     if cfg.steps < start:
         raise ConfigError(f"--steps: {cfg.steps} is before the latest checkpoint (step {start})")
+    scorer, note = image_scorer(cfg, data)
     runs.write_json_atomic(run_dir / "config.json", cfg.to_dict())
     runs.truncate_metrics(run_dir, start)
     resumes = status.get("resumes", []) + [{"step": start, "time": time.time()}]
     runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(),
                        steps=cfg.steps, error=None, resumes=resumes)
-    return Trainer(run_dir, cfg, data, resume_from=found.get(start)).run()
+    return Trainer(run_dir, cfg, data, resume_from=found.get(start), scorer=scorer, scorer_note=note).run()
+
+
+def image_scorer(cfg, data):
+    """(ImageScorer or None, note): what computes this run's image metrics, or why nothing does.
+
+    The shipped or cached evaluator of this data; with eval_train_evaluator, one trained now. Without
+    one the run trains anyway, with a note in train.log saying how to get one.
+    """
+    if data.kind != "image" or cfg.eval_every == 0:
+        return None, None
+    from .evaluator import EvaluatorError
+    from .image_metrics import scorer_for  # torchmetrics: imported only when it will be used
+
+    try:
+        return scorer_for(data, cfg.fid_backend, train=cfg.eval_train_evaluator, device=cfg.device), None
+    except EvaluatorError as e:
+        if cfg.eval_train_evaluator:
+            raise ConfigError(f"--eval_train_evaluator: {e}") from None
+        hint = "" if data.y is None else (
+            f"; for this data: `python -m gancore train-evaluator --dataset {cfg.dataset}"
+            f"{' --data_path ' + cfg.data_path if cfg.data_path else ''}`, or launch with --eval_train_evaluator true")
+        return None, f"image metrics off: {e}{hint}"
 
 
 def make_optimizer(cfg, model, lr):
@@ -146,7 +170,7 @@ class StopRequested:
 
 
 class Trainer:
-    def __init__(self, run_dir, cfg: TrainConfig, data, resume_from=None):
+    def __init__(self, run_dir, cfg: TrainConfig, data, resume_from=None, scorer=None, scorer_note=None):
         self.run_dir, self.cfg = Path(run_dir), cfg
         self.device = torch.device(cfg.device)
         self.data = data.to(self.device)
@@ -176,9 +200,12 @@ class Trainer:
         self.gen_z = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
         self.fixed_z, self.fixed_y = self.fixed_batch()
 
+        self.scorer, self.scorer_note = scorer, scorer_note  # image metrics (None: 2-D data, or no evaluator)
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
+        self.best = None  # status.json's "best": the evaluation behind checkpoints/best.pt
         if resume_from is not None:
             self.load_checkpoint(resume_from)
+            self.best = self.resumed_best()
 
     def fixed_batch(self):
         """The noise (and labels) behind every progress grid: a row of 10 per class, 8x8, or 2,500 points."""
@@ -299,6 +326,8 @@ class Trainer:
         metrics = open(self.run_dir / "metrics.jsonl", "a")
         self.log(log, f"{'resumed at' if self.step else 'started'} step {self.step}/{cfg.steps} on {self.device} "
                       f"({cfg.dataset}, {cfg.model}, {cfg.loss}, conditioning={cfg.conditioning})")
+        if self.scorer_note:
+            self.log(log, self.scorer_note)
         sums = RunningMeans()  # losses, D outputs and penalties since the last record, kept on the device
         last_beat = time.monotonic()
         interval_start = (time.monotonic(), self.images_seen)
@@ -335,7 +364,9 @@ class Trainer:
                         sums.reset()
                         bar.set_postfix(loss_d=f"{means['loss_d']:.3f}", loss_g=f"{means['loss_g']:.3f}")
                     if due["eval"]:
-                        record.update(self.evaluate())
+                        scores = self.evaluate()
+                        record.update(scores)
+                        self.keep_best(scores, self.clock(clock0))
                     if record:
                         record = {"step": self.step, "images_seen": self.images_seen,
                                   "time": round(self.clock(clock0), 3), **record}
@@ -404,8 +435,39 @@ class Trainer:
             G.train(was_training)
 
     def evaluate(self) -> dict:
-        with self.sampling_generator() as G:
-            return evaluate(G, self.cfg.z_dim, self.data, self.device, self.conditional, seed=self.cfg.seed)
+        """The metrics of this step (see metrics.evaluate), with `eval_s`, the seconds they took."""
+        start = time.perf_counter()
+        with self.sampling_generator() as G, torch.random.fork_rng(devices=[]):  # training RNG untouched
+            scores = evaluate(G, self.cfg.z_dim, self.data, self.conditional, n=self.cfg.eval_n,
+                              seed=self.cfg.seed, scorer=self.scorer, device=self.device)
+        return {**scores, "eval_s": round(time.perf_counter() - start, 3)} if scores else {}
+
+    def keep_best(self, scores: dict, elapsed: float):
+        """Write checkpoints/best.pt (atomically) when this evaluation beats the best so far.
+
+        Non-finite scores never replace it; status.json's "best" says which step it holds and why.
+        """
+        primary = primary_score(scores)
+        if primary is None:
+            return
+        name, key = primary
+        if self.best is not None and key <= primary_score(self.best["value"])[1]:
+            return
+        self.write_checkpoint(runs.best_checkpoint_path(self.run_dir), self.checkpoint_state(elapsed))
+        value = {k: scores[k] for k in name.split(",")}
+        self.best = {"step": self.step, "metric": name, "value": value, "path": "checkpoints/best.pt",
+                     "provenance": scores.get("provenance")}
+        runs.update_status(self.run_dir, best=self.best)
+
+    def resumed_best(self):
+        """The best so far when resuming: kept if it is at or before the resumed step, else forgotten
+        (its checkpoint is from steps that are being redone)."""
+        best = runs.read_status(self.run_dir).get("best")
+        if best and best.get("step", math.inf) <= self.step and primary_score(best.get("value", {})):
+            return best
+        runs.best_checkpoint_path(self.run_dir).unlink(missing_ok=True)
+        runs.update_status(self.run_dir, best=None)
+        return None
 
     @torch.no_grad()
     def save_samples(self):
@@ -424,7 +486,16 @@ class Trainer:
         os.replace(stem.with_suffix(".tmp.png"), stem.with_suffix(".png"))
 
     def save_checkpoint(self, elapsed):
-        state = {
+        self.write_checkpoint(runs.checkpoint_path(self.run_dir, self.step), self.checkpoint_state(elapsed))
+
+    @staticmethod
+    def write_checkpoint(path, state):
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoints intact
+
+    def checkpoint_state(self, elapsed) -> dict:
+        return {
             "step": self.step,
             "images_seen": self.images_seen,
             "elapsed": elapsed,
@@ -445,10 +516,6 @@ class Trainer:
                 "z": self.gen_z.get_state(),
             },
         }
-        path = runs.checkpoint_path(self.run_dir, self.step)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoints intact
 
     def load_checkpoint(self, path):
         state = torch.load(path, map_location=self.device, weights_only=True)
@@ -513,7 +580,8 @@ class NonFinite(Exception):
 def format_record(r: dict) -> str:
     parts = [f"step {r['step']}"]
     for key in ("loss_d", "loss_g", "d_real", "d_fake", "gp", "r1", "loss_cls_d", "loss_cls_g",
-                "grad_norm_d", "grad_norm_g", "img_per_s", "modes", "hq_share"):
+                "grad_norm_d", "grad_norm_g", "img_per_s", "modes", "hq_share", "fid", "kid_mean", "is_mean",
+                "cond_acc", "eval_s"):
         if key in r:
             parts.append(f"{key} {r[key]:.4g}")
     return "  ".join(parts)

@@ -17,6 +17,20 @@ def tiny(**overrides) -> dict:
     return cfg
 
 
+@pytest.fixture(autouse=True, scope="session")
+def gancore_cache(tmp_path_factory):
+    """Evaluators trained and reference statistics computed by tests go to a per-session cache,
+    shared by the tests of the session (and their subprocesses), never to ~/.cache."""
+    path = tmp_path_factory.mktemp("gancore-cache")
+    old = os.environ.get("GANCORE_CACHE")
+    os.environ["GANCORE_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("GANCORE_CACHE", None)
+    else:
+        os.environ["GANCORE_CACHE"] = old
+
+
 @pytest.fixture
 def runs_root(tmp_path, monkeypatch):
     root = tmp_path / "runs"

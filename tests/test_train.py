@@ -128,7 +128,8 @@ def wait_for(predicate, timeout=60):
 
 
 LONG_RUN = ["--dataset", "digits", "--z_dim", "8", "--g_width", "8", "--d_width", "8", "--batch_size", "16",
-            "--steps", "100000", "--log_every", "10", "--ckpt_every", "50", "--sample_every", "1000", "--device", "cpu"]
+            "--steps", "100000", "--log_every", "10", "--ckpt_every", "50", "--sample_every", "1000", "--device", "cpu",
+            "--eval_every", "0"]  # signals and crashes, not evaluation (test_metrics.py covers that)
 
 
 def test_kill_9_then_resume(runs_root):

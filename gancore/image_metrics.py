@@ -1,0 +1,311 @@
+"""Image metrics: FID, KID and the Inception-Score analogue, conditional accuracy, per-class FID and
+the class histogram, scored against the real data with the project's evaluator as feature network.
+
+FID, KID and IS are torchmetrics' own metrics; only the feature network is ours (`FeatureModule`):
+the evaluator's penultimate features for FID/KID, its logits for IS. With `backend="inception"` the
+network is torch-fidelity's standard Inception (pool3 features, unbiased logits) instead, when its
+weights are already on this machine (`inception_weights`).
+
+The real side of FID/KID (the *reference*) is computed once per (feature network, data fingerprint,
+split, count): kept in memory for the process and on disk under `<cache>/reference/` (see
+`evaluator.cache_root`), as torchmetrics metric states restored with `merge_state`.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from .errors import ConfigError
+from .evaluator import EvaluatorError, cache_root, fingerprint, heldout_split, weights_sha256
+
+REF_MAX = 10_000        # real images in a reference at most (a fixed random subset beyond that)
+KID_SUBSET = 500        # KID subset size (fewer when fewer samples); 100 subsets, torchmetrics' default
+BATCH = 500             # images per evaluator call
+REF_FORMAT = 1          # bump when what a cached reference holds changes
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # what torch-fidelity downloads into torch hub
+INCEPTION_NAME = "inception-v3-compat"
+
+_REFERENCES: dict[tuple, dict] = {}  # in-process cache of reference states
+
+
+class _Outputs:
+    """A feature network's (features, logits) of the last batch it saw.
+
+    FID, KID and IS each call their feature module on the same batch tensor; remembering the last
+    one means the network (most of the cost on a CPU) runs once per batch instead of four times.
+    `network(x) -> (features (N, F), logits (N, K))`.
+    """
+
+    def __init__(self, network, num_features: int, num_classes: int):
+        self.network, self.num_features, self.num_classes = network, num_features, num_classes
+        self.last = None
+
+    @torch.no_grad()
+    def __call__(self, x):
+        if self.last is None or self.last[0] is not x:
+            self.last = (x, *self.network(x))
+        return self.last[1], self.last[2]
+
+
+def _evaluator_outputs(evaluator) -> _Outputs:
+    def network(x):  # (N, C, H, W) in [-1, 1]
+        f = evaluator.features(x)  # (N, F)
+        return f, evaluator.classifier(f)  # what forward() does in eval mode (no dropout)
+
+    return _Outputs(network, evaluator.num_features, evaluator.num_classes)
+
+
+def _inception_outputs(path, device) -> _Outputs:
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                      feature_extractor_weights_path=str(path)).to(device)
+    return _Outputs(net, 2048, 1008)  # uint8 (N, 3, H, W) -> pool3 features, ImageNet logits
+
+
+class FeatureModule(nn.Module):
+    """torchmetrics' feature module: the network's features (FID, KID) or logits (IS) of a batch."""
+
+    def __init__(self, outputs: _Outputs, logits: bool = False):
+        super().__init__()
+        self.outputs, self.logits = outputs, logits
+        # torchmetrics reads num_features rather than probing the module with a dummy uint8 image
+        self.num_features = outputs.num_classes if logits else outputs.num_features
+
+    def forward(self, x):
+        features, logits = self.outputs(x)
+        # IS in float64: with float32, a class whose softmax underflows to 0 in a whole split makes it NaN
+        return logits.double() if self.logits else features
+
+
+def inception_weights() -> Path:
+    """The local Inception weights file for fid_backend=inception; ConfigError saying what is missing."""
+    if importlib.util.find_spec("torch_fidelity") is None:
+        raise ConfigError("--fid_backend: inception needs the torch-fidelity package, which is not installed "
+                          "(pip install torch-fidelity), and its Inception weights, which cannot be downloaded "
+                          "on this machine; use --fid_backend evaluator (the project's own evaluator)")
+    path = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    if not path.is_file():
+        raise ConfigError(f"--fid_backend: inception needs the Inception weights at {path}, and they cannot be "
+                          f"downloaded on this machine; copy {INCEPTION_FILE} there from a machine that has it, "
+                          f"or use --fid_backend evaluator")
+    return path
+
+
+def _quiet(make):
+    """Build a torchmetrics metric without its 'will save all extracted features' memory warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        return make()
+
+
+class ImageScorer:
+    """Scores images against one real dataset (or one split of it) with one feature network.
+
+    `evaluator`, `report`: from `evaluator.evaluator_for`; the evaluator's logits also give the
+    conditional accuracy and the class histogram. Backend "inception" uses neither (FID, KID, IS and
+    per-class FID only: Inception's classes are not the data's). `split`: "all", or the evaluator's
+    "train"/"holdout" split (`heldout_split`).
+    """
+
+    def __init__(self, data, evaluator=None, report=None, backend="evaluator", split="all", device="cpu"):
+        if data.kind != "image":
+            raise EvaluatorError(f"dataset {data.name!r} holds 2-D points; image metrics need images")
+        if backend not in ("evaluator", "inception"):
+            raise ConfigError(f"--fid_backend: unknown value {backend!r}; choose one of evaluator, inception")
+        if evaluator is None and backend == "evaluator":
+            raise EvaluatorError(f"dataset {data.name!r}: no evaluator given for fid_backend evaluator")
+        self.device = torch.device(device)
+        self.data, self.backend, self.split, self.report = data, backend, split, report
+        self.fingerprint = fingerprint(data)
+        if backend == "inception":
+            path = inception_weights()
+            self.outputs = _inception_outputs(path, self.device)
+            self.network, self.sha = INCEPTION_NAME, hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            self.outputs = _evaluator_outputs(evaluator.to(self.device).eval())
+            self.network, self.sha = report["dataset"], weights_sha256(evaluator)
+        x, y = self._reference_images()
+        self.n_real = len(x)
+        self.reference = self._reference(x, y)
+
+    # ---------------------------------------------------------------- torchmetrics objects
+    # normalize stays False throughout: with a custom module FID and KID ignore it, but IS would turn
+    # our [-1, 1] floats into bytes ((imgs * 255).byte()) before calling the module.
+    def _fid(self):
+        return FrechetInceptionDistance(FeatureModule(self.outputs)).to(self.device)
+
+    def _kid(self, subset_size: int):
+        feature = FeatureModule(self.outputs)
+        return _quiet(lambda: KernelInceptionDistance(feature, subset_size=subset_size)).to(self.device)
+
+    def _is(self):
+        return _quiet(lambda: InceptionScore(FeatureModule(self.outputs, logits=True))).to(self.device)
+
+    def _input(self, x):
+        """A batch as the feature network takes it: [-1, 1] floats (evaluator) or uint8 RGB (Inception)."""
+        x = x.to(self.device)
+        if self.backend == "inception":
+            x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        return x
+
+    # ---------------------------------------------------------------- the real side, cached
+    def _reference_images(self):
+        x, y = self.data.x.cpu(), None if self.data.y is None else self.data.y.cpu()
+        if self.split in ("train", "holdout") and self.report is not None:
+            train_idx, hold_idx = heldout_split(len(x), self.report["seed"], self.report["holdout"])
+            idx = train_idx if self.split == "train" else hold_idx
+        elif self.split == "all":
+            idx = torch.arange(len(x))
+        else:
+            raise EvaluatorError(f"reference split must be all, or train/holdout with an evaluator "
+                                 f"(got {self.split!r})")
+        if len(idx) > REF_MAX:  # a fixed subset: the same images every time
+            idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:REF_MAX].sort().values]
+        return x[idx], None if y is None else y[idx]
+
+    def _reference(self, x, y) -> dict:
+        key = (self.backend, self.sha, self.fingerprint, self.split, len(x))
+        if key in _REFERENCES:
+            return _REFERENCES[key]
+        name = f"{self.backend}-{self.sha[:16]}-{self.fingerprint}-{self.split}-{len(x)}.pt"
+        path = cache_root() / "reference" / name
+        ref = _load_reference(path, key)
+        if ref is None:
+            ref = self._compute_reference(x, y)
+            ref["key"] = list(key)
+            _save_reference(path, ref)
+        _REFERENCES[key] = ref
+        return ref
+
+    @torch.no_grad()
+    def _compute_reference(self, x, y) -> dict:
+        fid, kid, per_class = self._fid(), self._kid(KID_SUBSET), {}
+        for c, idx in _class_batches(y, len(x)):
+            xb = self._input(x[idx])
+            fid.update(xb, real=True)
+            kid.update(xb, real=True)
+            if y is not None:
+                per_class.setdefault(c, self._fid()).update(xb, real=True)
+        return {"format": REF_FORMAT, "fid": _cpu(fid.metric_state), "kid": _cpu(kid.metric_state),
+                "fid_per_class": {c: _cpu(m.metric_state) for c, m in per_class.items()}}
+
+    def _with_reference(self, metric, state):
+        """A fresh metric holding the cached real-side state (torchmetrics' merge_state adds it in)."""
+        metric.merge_state(_to(state, self.device))
+        return metric
+
+    # ---------------------------------------------------------------- scoring
+    def provenance(self, n_gen: int, seed: int) -> dict:
+        return {"evaluator": self.network, "weights_sha256": self.sha, "reference": f"{self.data.name}:{self.split}",
+                "data_fingerprint": self.fingerprint, "n_real": self.n_real, "n_gen": int(n_gen), "seed": int(seed)}
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0) -> dict:
+        """Metrics of images x (N, C, H, W) in [-1, 1]; `labels` (N,): the class each was made for, or None.
+
+        Returns fid, kid_mean, kid_std, is_mean, is_std; with labels fid_per_class and (evaluator)
+        cond_acc, cond_acc_per_class; without labels (evaluator) class_hist; and `provenance`.
+        """
+        n, k = len(x), self.data.num_classes
+        if n < 10:
+            raise EvaluatorError(f"--n: image metrics need at least 10 samples (got {n})")
+        if tuple(x.shape[1:]) != tuple(self.data.shape):
+            raise EvaluatorError(f"images are {tuple(x.shape[1:])} (C, H, W) but the reference data "
+                                 f"{self.data.name!r} is {tuple(self.data.shape)}; resize one of them")
+        fid = self._with_reference(self._fid(), self.reference["fid"])
+        kid = self._with_reference(self._kid(min(KID_SUBSET, n, self.n_real)), self.reference["kid"])
+        is_, per_class = self._is(), {}
+        preds = torch.empty(n, dtype=torch.long)
+        for c, idx in _class_batches(labels, n):  # one class per batch, so per-class FID sees whole batches
+            xb = self._input(x[idx])
+            fid.update(xb, real=False)
+            kid.update(xb, real=False)
+            is_.update(xb)
+            if labels is not None and c in self.reference["fid_per_class"]:
+                if c not in per_class:
+                    per_class[c] = self._with_reference(self._fid(), self.reference["fid_per_class"][c])
+                per_class[c].update(xb, real=False)
+            if self.backend == "evaluator":  # the evaluator's logits of this batch, computed above
+                preds[idx] = self.outputs(xb)[1].argmax(1).cpu()
+
+        with torch.random.fork_rng(devices=[]):  # KID subsets and IS splits draw from the global RNG
+            torch.manual_seed(seed)
+            kid_mean, kid_std = kid.compute()
+            is_mean, is_std = is_.compute()
+        out = {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
+               "is_mean": float(is_mean), "is_std": float(is_std)}
+        if labels is not None:
+            labels = labels.cpu()
+            out["fid_per_class"] = [float(per_class[c].compute()) if c in per_class and (labels == c).sum() >= 2
+                                    else None for c in range(k)]
+            if self.backend == "evaluator":
+                hit = preds == labels
+                out["cond_acc"] = int(hit.sum()) / n
+                out["cond_acc_per_class"] = [int(hit[labels == c].sum()) / int((labels == c).sum())
+                                             if (labels == c).any() else None for c in range(k)]
+        elif self.backend == "evaluator":
+            out["class_hist"] = [int(c) / n for c in torch.bincount(preds, minlength=k)]
+        out["provenance"] = self.provenance(n, seed)
+        return out
+
+
+def _cpu(state: dict) -> dict:
+    return _to(state, "cpu")
+
+
+def _to(state: dict, device) -> dict:
+    """A metric state (tensors and lists of tensors) moved to `device`."""
+    return {k: [t.to(device) for t in v] if isinstance(v, list) else v.to(device) for k, v in state.items()}
+
+
+def scorer_for(data, backend: str = "evaluator", train: bool = False, device="cpu") -> ImageScorer:
+    """The ImageScorer of this data: its shipped or cached evaluator (trained now when `train`), or
+    Inception (backend "inception"). Raises EvaluatorError / ConfigError saying what is missing."""
+    from .evaluator import evaluator_for
+
+    if backend == "inception":
+        return ImageScorer(data, backend="inception", device=device)
+    model, report = evaluator_for(data, train_if_missing=train)
+    return ImageScorer(data, model, report, device=device)
+
+
+def _class_batches(y: torch.Tensor | None, n: int):
+    """(class, indices) batches of at most BATCH, one class per batch; y None: (0, indices) of range(n)."""
+    y = torch.zeros(n, dtype=torch.long) if y is None else y.cpu()
+    for c in y.unique().tolist():
+        idx = (y == c).nonzero().flatten()
+        for i in range(0, len(idx), BATCH):
+            yield int(c), idx[i:i + BATCH]
+
+
+def _load_reference(path: Path, key: tuple):
+    try:
+        ref = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # missing, truncated or foreign: recompute (and overwrite)
+        return None
+    if not isinstance(ref, dict) or ref.get("format") != REF_FORMAT or ref.get("key") != list(key):
+        return None
+    ref["fid_per_class"] = {int(k): v for k, v in ref["fid_per_class"].items()}
+    return ref
+
+
+def _save_reference(path: Path, ref: dict) -> None:
+    """Atomically (temp + rename); a cache that cannot be written is only slower, never an error."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(ref, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
