@@ -49,6 +49,7 @@ class TrainConfig:
     conditioning: str = "none"  # none, concat, acgan (auxiliary classifier) or projection (+ conditional BN in G)
     embed_dim: int = 32  # size of the label embedding for concat/acgan conditioning of G and mlp D
     acgan_weight: float = 1.0  # acgan: weight of the class loss (D on real and fake, G on fake)
+    acgan_fake_weight: float = 1.0  # acgan: weight of D's class loss on fakes relative to reals (Odena et al.: 1)
     # --- stabilisers ---
     sn_g: bool = False  # spectral norm on every G layer
     sn_d: bool = False  # spectral norm on every D layer (dcgan D then drops its batch norm)
@@ -192,7 +193,7 @@ def validate(cfg: TrainConfig) -> None:
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"--{name}: must be > 0 (got {getattr(cfg, name)})")
     non_negative = ["z_dim", "point_scale", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth", "eval_every", "eval_n",
-                    "gp_weight", "acgan_weight", "r1_gamma", "grad_clip", "weight_decay"]
+                    "gp_weight", "acgan_weight", "acgan_fake_weight", "r1_gamma", "grad_clip", "weight_decay"]
     for name in non_negative:
         v = getattr(cfg, name)
         if not (v >= 0 and math.isfinite(v)):

@@ -266,7 +266,9 @@ class Trainer:
                 fake_logits, fake_cls = self.D_judge(fake, y)
                 loss_d = self.d_loss(real_logits.float(), fake_logits.float(), cfg.label_smoothing)
                 if cfg.conditioning == "acgan":
-                    loss_cls = F.cross_entropy(real_cls.float(), y) + F.cross_entropy(fake_cls.float(), y)
+                    loss_cls = F.cross_entropy(real_cls.float(), y)
+                    if cfg.acgan_fake_weight:  # D also learns to classify fakes by the label they were made for
+                        loss_cls = loss_cls + cfg.acgan_fake_weight * F.cross_entropy(fake_cls.float(), y)
                     loss_d = loss_d + cfg.acgan_weight * loss_cls
                     out["loss_cls_d"] = loss_cls
                 if cfg.loss == "wgan-gp":

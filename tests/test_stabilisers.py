@@ -236,3 +236,13 @@ def test_projection_uses_the_label_in_d_and_conditional_bn_in_g():
         G.eval()
         z = torch.randn(4, cfg.z_dim)
         assert not torch.allclose(G(z, torch.zeros(4, dtype=torch.long)), G(z, torch.ones(4, dtype=torch.long)))
+
+
+def test_acgan_fake_class_loss_weight(tmp_path):
+    first_step = {}
+    for w in (0.0, 1.0):
+        trainer = make_trainer(tmp_path / str(w), conditioning="acgan", acgan_fake_weight=w)
+        trainer.step += 1
+        first_step[w] = trainer.train_step(measure=False)["loss_cls_d"].item()
+    # same seed, same real batch: the real-image term is identical, the fake term adds a positive CE
+    assert first_step[1.0] > first_step[0.0] > 0
