@@ -8,8 +8,9 @@ presets: `train --preset NAME` for every preset at its full size (2-D presets pe
 mnist:   `train --dataset mnist-5k --conditioning concat` (defaults), then `sample --label k` for every k
          into <out>/mnist-label-<k>.png to look at.
 2-D rows: modes captured (of 8 or 25) and high-quality share of 2,500 samples (PacGAN/VEEGAN
-protocol, metrics.py) at the last step, and reverse KL of the mode histogram. Image rows: wall time
-and the final losses (image metrics arrive with the evaluators); look at the saved grids.
+protocol, metrics.py) at the last step, and reverse KL of the mode histogram. Image rows: FID with
+the project's evaluator and conditional accuracy at the last evaluation (2,000 samples), wall time;
+look at the saved grids too.
 """
 import argparse
 import json
@@ -46,9 +47,11 @@ def train_row(label, args, seed, env, out):
         e = evals[-1]
         n_modes = 8 if config["dataset"] == "ring" else 25
         quality = f"{e['modes']}/{n_modes} | {e['hq_share']:.3f} | {e['reverse_kl']:.3f}"
-    else:
-        last = [r for r in records if "loss_d" in r][-1]
-        quality = f"loss_d {last['loss_d']:.3f}, loss_g {last['loss_g']:.3f} | | "
+    else:  # images: the last evaluation's FID (project evaluator) and conditional accuracy
+        scored = [r for r in records if "fid" in r]
+        e = scored[-1] if scored else {}
+        acc = f"cond. acc. {e['cond_acc']:.3f}" if "cond_acc" in e else ""
+        quality = f"FID {e['fid']:.2f} | {acc} | " if e else "no evaluator | | "
     grid = sample_grids(run)[max(sample_grids(run))]
     name = f"{label.replace(' ', '_')}-seed{seed}.png"
     shutil.copy(grid, out / name)
@@ -67,7 +70,7 @@ def main():
     out.mkdir(exist_ok=True)
     env = dict(os.environ, GANCORE_RUNS=tempfile.mkdtemp(prefix="gancore-bench-"), PYTHONPATH=str(ROOT))
 
-    print("| run | seed | steps | modes | high-quality share | reverse KL | wall s | last grid |")
+    print("| run | seed | steps | modes / FID | high-quality share / cond. acc. | reverse KL | wall s | last grid |")
     print("|---|---|---|---|---|---|---|---|")
     if "ring" in args.parts:
         for seed in args.seeds:
