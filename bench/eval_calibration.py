@@ -7,7 +7,7 @@ Rows, each n images scored against the dataset's reference (all of it, as traini
                    a perfect sampler would reach, slightly flattered by the overlap)
 - real, held out:  the evaluator's held-out split scored against its training split (independent real
                    samples; n is the held-out size)
-- blur s=1, s=1.5: the real rows blurred with a Gaussian of sigma 1 and 1.5 px
+- blur s=1, s=1.5, s=2: the real rows blurred with a Gaussian of sigma 1, 1.5 and 2 px
 - one class:       n real images of class 1 only (mode collapse)
 - noise:           uniform noise in [-1, 1]
 n is capped at half the dataset so that "real" stays a strict subset. `top class` is the largest share
@@ -46,6 +46,7 @@ def rows(data, n, seed):
         "real": real,
         "blur s=1": blur(real, 1.0),
         "blur s=1.5": blur(real, 1.5),
+        "blur s=2": blur(real, 2.0),
         "one class": ones[torch.randint(len(ones), (n,), generator=g)],
         "noise": torch.rand(real.shape, generator=g) * 2 - 1,
     }

@@ -56,25 +56,28 @@ def blur(x, sigma=1.0):
 
 
 # ---------------------------------------------------------------- image metrics
-def test_real_is_near_the_floor_and_blur_one_class_noise_rank_worse(digits):
-    """Expected order, best to worst: real < blurred reals (sigma 1 px: every digit still legible)
-    < one class (nine of ten modes gone) < noise (off the data entirely)."""
+def test_real_is_near_the_floor_and_noise_blur_one_class_rank_worse_in_that_order(digits):
+    """The issue's order, worst first: noise (off the data entirely) > blurred reals (sigma 2 px) > one-class
+    collapse (sharp digits, nine of ten modes gone) > real. How bad a blur is depends on its width: at
+    sigma 1 px every digit is still legible and scores better than one class (docs/benchmarks.md)."""
     data, _, _, scorer = digits
     g = torch.Generator().manual_seed(1)
     real = data.x[torch.randperm(len(data), generator=g)[:600]]
     ones = data.x[data.y == 1]
     scores = {name: scorer.score(x, seed=0) for name, x in {
         "real": real,
-        "blur": blur(real),
+        "blur": blur(real, sigma=2.0),
+        "mild blur": blur(real, sigma=1.0),
         "one class": ones[torch.randint(len(ones), (600,), generator=g)],
         "noise": torch.rand(real.shape, generator=g) * 2 - 1,
     }.items()}
     fid = {k: s["fid"] for k, s in scores.items()}
     kid = {k: s["kid_mean"] for k, s in scores.items()}
-    assert fid["real"] < fid["blur"] < fid["one class"] < fid["noise"], fid
-    assert kid["real"] < kid["blur"] < kid["one class"] < kid["noise"], kid
+    assert fid["real"] < fid["one class"] < fid["blur"] < fid["noise"], fid
+    assert kid["real"] < kid["one class"] < kid["blur"] < kid["noise"], kid
+    assert fid["real"] < fid["mild blur"] < fid["blur"]
     # the floor: real-vs-real FID is tiny next to a mild blur, and KID (unbiased) is zero within its noise
-    assert fid["real"] < 0.02 * fid["blur"] and abs(kid["real"]) < 2 * scores["real"]["kid_std"]
+    assert fid["real"] < 0.02 * fid["mild blur"] and abs(kid["real"]) < 2 * scores["real"]["kid_std"]
     # the class histogram is the collapse signal
     assert max(scores["real"]["class_hist"]) < 0.2 and scores["one class"]["class_hist"][1] > 0.9
     assert math.isclose(sum(scores["real"]["class_hist"]), 1, abs_tol=1e-6)
