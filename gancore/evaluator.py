@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from gancore.data import Dataset
 from gancore.errors import GancoreError
+from gancore.runs import torch_save_atomic
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "evaluators"
 SHIPPED = ("mnist-5k", "digits")      # embedded labelled sets with weights in SHIPPED_DIR
@@ -229,13 +230,7 @@ def save_evaluator(model: Evaluator, report: dict, path) -> None:
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             # through JSON: only plain types survive, which weights_only=True loading requires
             "report": json.loads(json.dumps(report))}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: that makes the file private
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    torch_save_atomic(blob, path)
 
 
 def load_evaluator(path) -> tuple[Evaluator, dict]:

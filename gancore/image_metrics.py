@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from .errors import ConfigError
 from .evaluator import EvaluatorError, cache_root, fingerprint, heldout_split, weights_sha256
+from .runs import torch_save_atomic
 
 REF_MAX = 10_000        # real images in a reference at most (a fixed random subset beyond that)
 KID_SUBSET = 500        # KID subset size (fewer when fewer samples); 100 subsets, torchmetrics' default
@@ -302,10 +302,8 @@ def _load_reference(path: Path, key: tuple):
 
 def _save_reference(path: Path, ref: dict) -> None:
     """Atomically (temp + rename); a cache that cannot be written is only slower, never an error."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(ref, tmp)
-        os.replace(tmp, path)
+        torch_save_atomic(ref, path)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass

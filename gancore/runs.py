@@ -37,6 +37,20 @@ def write_json_atomic(path, obj) -> None:
     os.replace(tmp, path)
 
 
+def torch_save_atomic(obj, path) -> None:
+    """torch.save through a temp file and a rename: a crash leaves the previous file (or none), never half of one."""
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: that makes the file private
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def read_json(path, default=None):
     try:
         with open(path) as f:

@@ -6,7 +6,6 @@ back). The loop writes only into the run directory (see runs.py for the contract
 """
 import contextlib
 import copy
-import dataclasses
 import json
 import math
 import os
@@ -455,7 +454,7 @@ class Trainer:
         name, key = primary
         if self.best is not None and key <= primary_score(self.best["value"])[1]:
             return
-        self.write_checkpoint(runs.best_checkpoint_path(self.run_dir), self.checkpoint_state(elapsed))
+        runs.torch_save_atomic(self.checkpoint_state(elapsed), runs.best_checkpoint_path(self.run_dir))
         value = {k: scores[k] for k in name.split(",")}
         self.best = {"step": self.step, "metric": name, "value": value, "path": "checkpoints/best.pt",
                      "provenance": scores.get("provenance")}
@@ -488,13 +487,7 @@ class Trainer:
         os.replace(stem.with_suffix(".tmp.png"), stem.with_suffix(".png"))
 
     def save_checkpoint(self, elapsed):
-        self.write_checkpoint(runs.checkpoint_path(self.run_dir, self.step), self.checkpoint_state(elapsed))
-
-    @staticmethod
-    def write_checkpoint(path, state):
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoints intact
+        runs.torch_save_atomic(self.checkpoint_state(elapsed), runs.checkpoint_path(self.run_dir, self.step))
 
     def checkpoint_state(self, elapsed) -> dict:
         return {

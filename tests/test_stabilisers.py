@@ -1,12 +1,10 @@
 """Each stabiliser acts: a test per switch that shows its effect, on the real modules and trainer."""
-import math
 
 import pytest
 import torch
 import torch.nn as nn
 
 import gancore
-from gancore import runs
 from gancore.augment import AUGMENTATIONS, diff_augment
 from gancore.config import TrainConfig, resolve, validate
 from gancore.data import load_dataset

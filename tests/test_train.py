@@ -1,7 +1,6 @@
 """The training loop's promises: exact resume, crash safety, signals, NaN handling, the run directory."""
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
