@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--cache_dir", "--cache-dir", help="where to cache it (default: $GANCORE_CACHE/evaluators "
                                                       "or ~/.cache/gancore/evaluators)")
     v.set_defaults(func=cmd_train_evaluator)
+
+    w = sub.add_parser("sweep", help="train reserved run directories, a few at a time (started by the dashboard)",
+                       description="Train the pending run directories that gancore.launch.launch_sweep reserved, "
+                                   "at most --max_parallel at once; a deleted directory is skipped.")
+    w.add_argument("--max_parallel", "--max-parallel", type=int, default=2, help="runs training at once")
+    w.add_argument("dirs", nargs="+", metavar="RUN_DIR")
+    w.set_defaults(func=cmd_sweep)
     return p
 
 
@@ -181,6 +188,14 @@ def cmd_train_evaluator(args) -> int:
           f"{report['accuracy']:.2%} on {report['n_holdout']} images, weights sha256 "
           f"{report['weights_sha256'][:16]}, {where}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from .launch import run_sweep
+
+    if args.max_parallel < 1:
+        raise UsageError(f"--max_parallel: must be >= 1 (got {args.max_parallel})")
+    return run_sweep(args.dirs, args.max_parallel)
 
 
 def main(argv=None) -> int:

@@ -161,11 +161,17 @@ def list_runs(root=None) -> list[Path]:
 def create_run_dir(root, name) -> Path:
     """Make <root>/<name> for a new run; never reuse an existing directory."""
     path = Path(root) / name
-    if path.exists():
+    if path.exists() and not is_reservation(path):
         raise RunError(f"--name: run directory {path} already exists (use --resume {path} to continue it)")
-    (path / "checkpoints").mkdir(parents=True)
-    (path / "samples").mkdir()
+    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (path / "samples").mkdir(exist_ok=True)
     return path
+
+
+def is_reservation(path) -> bool:
+    """A directory launch.py made for a run that has not started: launch.json, launch.log, status.json only."""
+    names = {p.name for p in Path(path).iterdir()}
+    return "launch.json" in names and names <= {"launch.json", "launch.log", "status.json"}
 
 
 def check_run_dir(path) -> Path:

@@ -37,6 +37,7 @@ from .sample import image_grid, points_image, to_uint8
 # Fields that may change when a run is resumed: how long and how often, never what is trained.
 RESUMABLE_FIELDS = ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "device")
 HEARTBEAT_SECONDS = 10
+HEADLINE_SCORES = ("fid", "kid_mean", "is_mean", "cond_acc", "modes", "hq_share")  # status.json "latest"
 
 
 class RunFailed(RuntimeError):
@@ -368,6 +369,8 @@ class Trainer:
                         scores = self.evaluate()
                         record.update(scores)
                         self.keep_best(scores, self.clock(clock0))
+                        runs.update_status(self.run_dir, latest={"step": self.step, **{
+                            k: scores[k] for k in HEADLINE_SCORES if scores.get(k) is not None}})
                     if record:
                         record = {"step": self.step, "images_seen": self.images_seen,
                                   "time": round(self.clock(clock0), 3), **record}

@@ -1,0 +1,101 @@
+"""What every page shares: the runs root, cached readers, run pickers and chart helpers.
+
+Loading and computing live in gancore (views.py, launch.py, sample.py); this file only adds
+Streamlit's caches and widgets on top.
+"""
+import os
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from gancore import runs, views
+
+LIVE_SECONDS = 3  # how often live views refresh
+PAGES: dict = {}  # page name (file stem) -> st.Page, filled by app.py
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("GANCORE_RUNS", "runs")).resolve()
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _metrics(path: str, mtime: int) -> pd.DataFrame:
+    return views.metrics_frame(path)
+
+
+def metrics(path) -> pd.DataFrame:
+    """A run's metrics, re-read only when metrics.jsonl changed (its mtime is part of the cache key)."""
+    return _metrics(str(path), views.metrics_mtime(path))
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the generator ...")
+def generator(path: str, step, ckpt_mtime: int):
+    """(G, config, data info) of a checkpoint; reloaded when the checkpoint file changes."""
+    from gancore.sample import load_generator
+
+    return load_generator(path, step)
+
+
+def checkpoint_mtime(path, step) -> int:
+    p = runs.best_checkpoint_path(path) if step == "best" else runs.checkpoints(path).get(step)
+    try:
+        return p.stat().st_mtime_ns if p else 0
+    except FileNotFoundError:
+        return 0
+
+
+def run_names() -> list[str]:
+    """Runs that have started (config.json written), newest first."""
+    return [p.name for p in reversed(runs.list_runs(runs_root()))]
+
+
+def pick_run(label: str, key: str, names: list[str] | None = None, help=None) -> str | None:
+    """A selectbox of runs that remembers the choice across pages (st.session_state["run"])."""
+    names = run_names() if names is None else names
+    if not names:
+        return None
+    current = st.session_state.get("run")
+    index = names.index(current) if current in names else 0
+    name = st.selectbox(label, names, index=index, key=key, help=help)
+    st.session_state["run"] = name
+    return name
+
+
+def open_in(page: str, run: str | None = None) -> None:
+    """Switch to another page ("monitor", "launch", ...), with this run selected."""
+    if run:
+        st.session_state["run"] = run
+    st.switch_page(PAGES[page])
+
+
+def line_chart(frames: dict[str, pd.DataFrame], metric: str, x: str = "step", smoothing: float = 0.0,
+               log_y: bool = False, colors: dict[str, str] | None = None, height: int = 320) -> go.Figure:
+    """One metric of several runs: a faded raw line and the EMA-smoothed line per run, one colour per run."""
+    colors = colors or views.colors(list(frames))
+    fig = go.Figure()
+    for name, df in frames.items():
+        s = views.series(df, metric, x, smoothing)
+        if s.empty:
+            continue
+        color = colors[name]
+        if smoothing > 0:
+            fig.add_trace(go.Scattergl(x=s["x"], y=s["raw"], mode="lines", line=dict(color=color, width=1),
+                                       opacity=0.25, name=name, legendgroup=name, showlegend=False,
+                                       hoverinfo="skip"))
+        markers = "lines+markers" if len(s) < 30 else "lines"
+        fig.add_trace(go.Scattergl(x=s["x"], y=s["smooth"], mode=markers, line=dict(color=color, width=2),
+                                   name=name, legendgroup=name))
+    x_title = {v: k for k, v in views.X_AXES.items()}.get(x, x)
+    fig.update_layout(title=metric, height=height, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x_title,
+                      legend=dict(orientation="h", yanchor="bottom", y=-0.35, x=0), hovermode="x unified")
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def state_badge(state: str) -> str:
+    color = {"running": "blue", "queued": "gray", "done": "green", "failed": "red", "stopped": "orange",
+             "crashed": "red"}.get(state, "gray")
+    return f":{color}-badge[{state}]"

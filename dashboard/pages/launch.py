@@ -1,0 +1,140 @@
+"""Launch: the training config as a form, presets, and sweeps over a few fields."""
+import dataclasses
+
+import streamlit as st
+
+from common import open_in, runs_root
+from gancore import config as C
+from gancore import launch
+from gancore.data import DATASETS
+from gancore.errors import GancoreError
+from gancore.presets import PRESETS
+
+# The form's sections; every TrainConfig field but name/runs_root/preset is in exactly one.
+GROUPS = {
+    "Data": ["dataset", "data_path", "image_size", "channels"],
+    "Networks": ["model", "z_dim", "g_width", "d_width", "g_depth", "d_depth", "point_scale"],
+    "Objective": ["loss", "clip_value", "gp_weight"],
+    "Conditioning": ["conditioning", "embed_dim", "acgan_weight", "acgan_fake_weight"],
+    "Stabilisers": ["sn_g", "sn_d", "r1_gamma", "grad_clip", "weight_decay", "d_dropout", "label_smoothing", "vbn",
+                    "vbn_ref", "mbstd", "mbstd_group", "pack", "diffaug"],
+    "Schedule": ["steps", "batch_size", "n_critic", "optimizer", "lr_g", "lr_d", "beta1", "beta2", "ema",
+                 "ema_decay", "ema_rampup", "log_every", "sample_every", "ckpt_every"],
+    "Evaluation": ["eval_every", "eval_n", "fid_backend", "eval_train_evaluator"],
+    "Device": ["device", "precision", "seed"],
+}
+OPEN = {"Data", "Objective", "Conditioning", "Schedule"}  # sections shown expanded
+CHOICES = {"dataset": DATASETS, "model": C.MODELS, "loss": C.LOSSES, "conditioning": C.CONDITIONINGS,
+           "optimizer": C.OPTIMIZERS, "device": C.DEVICES, "precision": C.PRECISIONS, "fid_backend": C.FID_BACKENDS}
+# What the presets are for, in words (the keys are gancore.presets names).
+PRESET_LABELS = {
+    "": "Defaults: DCGAN, non-saturating loss, MNIST-5k",
+    "cgan-concat": "Conditional DCGAN on MNIST-5k (cgan-concat)",
+    "dcgan-ns": "DCGAN, non-saturating, on MNIST-5k (dcgan-ns)",
+    "acgan": "ACGAN on MNIST-5k (acgan)",
+    "sngan-projection-hinge": "Hinge + spectral norm + projection D, ResNet (sngan-projection-hinge)",
+    "wgan-gp-grid": "WGAN-GP on the 25-Gaussian grid (wgan-gp-grid)",
+    "pacgan-ring": "PacGAN on the 8-Gaussian ring (pacgan-ring)",
+    "pacgan-grid": "PacGAN on the 25-Gaussian grid (pacgan-grid)",
+}
+DEFAULTS = C.TrainConfig().to_dict()
+TYPES = {f.name: f.type for f in dataclasses.fields(C.TrainConfig)}
+HELP = C.field_help()
+
+
+def set_form(fields: dict) -> None:
+    """Put defaults overlaid with `fields` into the form's widgets."""
+    for group in GROUPS.values():
+        for f in group:
+            st.session_state[f"f_{f}"] = fields.get(f, DEFAULTS[f])
+
+
+def apply_preset() -> None:
+    name = st.session_state["preset_pick"]
+    set_form(PRESETS.get(name, {}))
+
+
+def parse_sweep(text: str) -> dict[str, list]:
+    """'loss = nonsaturating, hinge' lines -> {"loss": ["nonsaturating", "hinge"]}, values typed by the field."""
+    grid = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if "=" not in line:
+            raise C.ConfigError(f"sweep line {n}: expected `field = value, value, ...`, got {line.strip()!r}")
+        key, values = (s.strip() for s in line.split("=", 1))
+        if key not in TYPES or key in ("name", "runs_root", "preset"):
+            raise C.ConfigError(f"sweep line {n}: {key!r} is not a config field that can be swept")
+        grid[key] = [C.coerce(key, v.strip()) for v in values.split(",") if v.strip()]
+        if not grid[key]:
+            raise C.ConfigError(f"sweep line {n}: no values for {key}")
+    return grid
+
+
+def widget(f: str):
+    key, label, help = f"f_{f}", f, HELP.get(f)
+    if f in CHOICES:
+        return st.selectbox(label, CHOICES[f], key=key, help=help)
+    if TYPES[f] is bool:
+        return st.checkbox(label, key=key, help=help)
+    if TYPES[f] is int:
+        return st.number_input(label, step=1, key=key, help=help)
+    if TYPES[f] is float:
+        small = f.startswith("lr") or f in ("weight_decay",)
+        return st.number_input(label, step=1e-5 if small else 0.01, format="%g", key=key, help=help)
+    return st.text_input(label, key=key, help=help)
+
+
+if "f_dataset" not in st.session_state:
+    set_form({})
+if "clone_fields" in st.session_state:  # "Clone into Launch" on the Runs page
+    cloned = st.session_state.pop("clone_fields")
+    set_form(PRESETS.get(cloned.get("preset", ""), {}) | cloned)
+    st.session_state["preset_pick"] = ""
+    st.info("Cloned: the form holds that run's settings. Change what you want and launch.")
+
+st.title("Launch")
+st.selectbox("Start from", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key="preset_pick",
+             on_change=apply_preset, help="fills the form with a preset that is known to work (docs/benchmarks.md)")
+
+with st.form("launch"):
+    name = st.text_input("Run name (optional)", key="f_name",
+                         help="letters, digits, '.', '_', '-'; empty = <dataset>-<model>-<loss>-<time>")
+    for group, names in GROUPS.items():
+        with st.expander(group, expanded=group in OPEN):
+            cols = st.columns(4)
+            for i, f in enumerate(names):
+                with cols[i % 4]:
+                    widget(f)
+    with st.expander("Sweep (optional): the cross-product of a few fields"):
+        sweep_text = st.text_area("One field per line", key="sweep_text", placeholder="loss = nonsaturating, hinge\nseed = 0, 1, 2",
+                                  help="every combination becomes one run; the form gives the other fields")
+        max_parallel = st.number_input("Runs training at once", min_value=1, max_value=16, value=1, key="max_parallel",
+                                       help="the rest wait their turn (2 CPU cores: 1 is fastest in total)")
+    submitted = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+
+if submitted:
+    fields = {f: st.session_state[f"f_{f}"] for names in GROUPS.values() for f in names}
+    fields = {k: v for k, v in fields.items() if v != DEFAULTS[k]}
+    if name.strip():
+        fields["name"] = name.strip()
+    try:
+        grid = parse_sweep(sweep_text)
+        if grid:
+            paths = launch.launch_sweep(fields, grid, runs_root(), int(max_parallel))
+        else:
+            paths = [launch.launch(fields, runs_root())]
+    except GancoreError as e:
+        st.error(str(e), icon=":material/error:")
+    else:
+        st.session_state["launched"] = [p.name for p in paths]
+        st.session_state["run"] = paths[0].name
+
+if st.session_state.get("launched"):
+    launched = st.session_state["launched"]
+    st.success(f"Launched {len(launched)} run{'s' if len(launched) > 1 else ''}: " + ", ".join(launched))
+    c1, c2 = st.columns(2)
+    if c1.button("Watch it in Monitor", icon=":material/monitoring:"):
+        open_in("monitor", launched[0])
+    if c2.button("See all runs", icon=":material/list:"):
+        open_in("runs")

@@ -1,0 +1,105 @@
+"""Monitor: one run, live — progress, losses, D's outputs, gradient norms, speed, samples, metrics, log."""
+import streamlit as st
+from PIL import Image
+
+from common import LIVE_SECONDS, line_chart, metrics, pick_run, runs_root, state_badge
+from gancore import launch, runs, views
+
+st.title("Monitor")
+name = pick_run("Run", key="monitor_pick")
+if name is None:
+    st.info("No runs yet: start one on **Launch** or with the quick start on **Runs**.")
+    st.stop()
+path = runs_root() / name
+live = views.state_of(runs.read_status(path)) in ("running", "queued")
+
+
+@st.fragment(run_every=LIVE_SECONDS if live else None)
+def monitor():
+    status = runs.read_status(path)
+    config = runs.read_json(path / "config.json", {})
+    info = runs.read_json(path / "data.json", {})
+    df = metrics(path)
+    state = views.state_of(status)
+    step, steps = status.get("step", 0), status.get("steps") or config.get("steps") or 1
+
+    st.markdown(f"{state_badge(state)} **{name}** · {config.get('dataset')} · {config.get('model')} · "
+                f"{config.get('loss')} · conditioning {config.get('conditioning')}")
+    st.progress(min(1.0, step / steps), text=f"step {step:,} of {steps:,}")
+    cols = st.columns(5)
+    cols[0].metric("images seen", f"{status.get('images_seen', 0):,}")
+    if "img_per_s" in df and df["img_per_s"].notna().any():
+        cols[1].metric("images/s", f"{df['img_per_s'].dropna().iloc[-1]:,.0f}")
+    elapsed = views.elapsed(status)
+    if elapsed is not None:
+        cols[2].metric("elapsed", f"{int(elapsed) // 60}:{int(elapsed) % 60:02d}")
+    latest = views.latest_scores(df)
+    for col, (k, v) in zip(cols[3:], latest.items()):
+        col.metric(f"latest {k}", f"{v:.4g}")
+    best = status.get("best")
+    if best:
+        st.caption(f"best so far: step {best['step']}, {views.format_scores(best['value'])}")
+
+    for warning in views.health_warnings(df, status, config, info):
+        st.warning(warning, icon=":material/warning:")
+
+    if df.empty:
+        st.info("No metrics yet: the first record comes after `log_every` steps.")
+    else:
+        left, right = st.columns(2)
+        frames = {name: df}
+        for col, metric_names in ((left, ["loss_d", "loss_g"]), (right, ["d_real", "d_fake"])):
+            fig = None
+            for m in metric_names:
+                if m in df:
+                    part = line_chart({m: df.rename(columns={m: "_v"})}, "_v", colors={m: color_of(m)})
+                    fig = part if fig is None else fig.add_traces(part.data)
+            if fig is not None:
+                fig.update_layout(title=" and ".join(metric_names).replace("d_real", "D(x)").replace(
+                    "d_fake", "D(G(z))"), showlegend=True)
+                col.plotly_chart(fig, key=f"chart_{metric_names[0]}")
+        left, right = st.columns(2)
+        grads = [m for m in ("grad_norm_d", "grad_norm_g") if m in df]
+        if grads:
+            fig = None
+            for m in grads:
+                part = line_chart({m: df.rename(columns={m: "_v"})}, "_v", colors={m: color_of(m)})
+                fig = part if fig is None else fig.add_traces(part.data)
+            fig.update_layout(title="gradient norms")
+            left.plotly_chart(fig, key="chart_grads")
+        if "img_per_s" in df:
+            right.plotly_chart(line_chart(frames, "img_per_s"), key="chart_speed")
+        scores = [m for m in views.numeric_metrics(df) if m in views.EVAL_KEYS + ["kid_std", "is_std"]
+                  and df[m].notna().any()]
+        if scores:
+            st.subheader("Evaluations")
+            cols = st.columns(min(3, len(scores)))
+            for i, m in enumerate(scores):
+                cols[i % len(cols)].plotly_chart(line_chart(frames, m, height=260), key=f"chart_eval_{m}")
+
+    grids = runs.sample_grids(path)
+    st.subheader("Samples (fixed noise)")
+    if not grids:
+        st.info("No sample grid yet: one is saved every `sample_every` steps.")
+    else:
+        steps_with = list(grids)
+        if len(steps_with) > 1:
+            chosen = st.select_slider("grid at step", steps_with, value=steps_with[-1], key=f"grid_{name}")
+        else:
+            chosen = steps_with[0]
+        st.image(Image.open(grids[chosen]), caption=f"step {chosen}" +
+                 (" · one row per class" if info.get("conditional") else ""), width=560)
+
+    with st.expander("Log", expanded=state == "failed"):
+        st.code("\n".join(launch.log_tail(path, 25)) or "(empty)", language=None)
+
+
+LINE_COLORS = {"loss_d": "#EF553B", "loss_g": "#636EFA", "d_real": "#00CC96", "d_fake": "#AB63FA",
+               "grad_norm_d": "#EF553B", "grad_norm_g": "#636EFA"}
+
+
+def color_of(metric: str) -> str:
+    return LINE_COLORS.get(metric, "#636EFA")
+
+
+monitor()

@@ -1,0 +1,102 @@
+"""Runs: every run with its state and progress, and what can be done with it (the landing page)."""
+import pandas as pd
+import streamlit as st
+
+from common import LIVE_SECONDS, open_in, runs_root, state_badge
+from gancore import launch, runs, views
+from gancore.errors import GancoreError
+
+QUICK_START = {"preset": "cgan-concat"}  # class-conditional DCGAN on MNIST-5k: about 5 minutes on 2 CPU cores
+
+st.title("Runs")
+root = runs_root()
+
+
+def quick_start(key: str):
+    if st.button("Quick start: train a class-conditional DCGAN on MNIST-5k", type="primary", key=key,
+                 icon=":material/play_arrow:", help="preset cgan-concat: 5,000 steps, about 5 minutes on 2 CPU cores"):
+        try:
+            path = launch.launch(QUICK_START, root)
+        except GancoreError as e:
+            st.error(str(e))
+            return
+        open_in("monitor", path.name)
+
+
+rows = views.run_rows(root)
+if not rows:
+    st.info(f"No runs yet under `{root}`. Start one here, or from **Launch**.")
+    quick_start("quick_start_empty")
+    st.stop()
+
+
+@st.fragment(run_every=LIVE_SECONDS if any(r["state"] in ("running", "queued") for r in rows) else None)
+def table():
+    rows = views.run_rows(root)
+    df = pd.DataFrame(rows)
+    df["elapsed"] = df["elapsed_s"].map(lambda s: "" if pd.isna(s) else f"{int(s) // 60}:{int(s) % 60:02d}")
+    df["steps"] = df.apply(lambda r: f"{r['step']:,}/{int(r['steps'] or 0):,}", axis=1)
+    counts = df["state"].value_counts()
+    st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()))
+    st.dataframe(
+        df[["run", "state", "progress", "steps", "dataset", "model", "loss", "conditioning", "latest", "best",
+            "elapsed", "error"]],
+        hide_index=True, width="stretch",
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+            "run": st.column_config.TextColumn("run", width="medium"),
+            "error": st.column_config.TextColumn("error", width="medium"),
+        })
+
+
+table()
+
+st.subheader("Act on a run")
+names = [r["run"] for r in rows]
+current = st.session_state.get("run")
+name = st.selectbox("Run", names, index=names.index(current) if current in names else 0, key="runs_pick")
+row = next(r for r in rows if r["run"] == name)
+st.session_state["run"] = name
+st.markdown(f"{state_badge(row['state'])} `{row['path']}`")
+if row["error"]:
+    st.error(row["error"])
+
+cols = st.columns(6)
+if cols[0].button("Monitor", icon=":material/monitoring:", disabled=row["pending"]):
+    open_in("monitor", name)
+if cols[1].button("Stop", icon=":material/stop:", disabled=row["state"] != "running",
+                  help="checkpoint and stop (SIGTERM); Resume continues it"):
+    try:
+        launch.stop(row["path"])
+        st.toast(f"Stopping {name} (it checkpoints first)")
+    except GancoreError as e:
+        st.error(str(e))
+resumable = row["state"] in ("stopped", "failed", "crashed", "done") and not row["pending"]
+more = cols[2].number_input("Resume to step", min_value=1, value=max(int(row["steps"] or 1), 1), step=1000,
+                            label_visibility="collapsed", disabled=not resumable,
+                            help="total steps for Resume (raise it to train a finished run longer)")
+if cols[3].button("Resume", icon=":material/play_arrow:", disabled=not resumable):
+    try:
+        launch.resume(row["path"], steps=int(more))
+        st.toast(f"Resumed {name}")
+        st.rerun()
+    except GancoreError as e:
+        st.error(str(e))
+if cols[4].button("Clone into Launch", icon=":material/content_copy:"):
+    st.session_state["clone_fields"] = launch.clone_fields(row["path"])
+    open_in("launch")
+with cols[5].popover("Delete", icon=":material/delete:", disabled=row["state"] in ("running",) and not row["pending"]):
+    st.write(f"Delete **{name}** and everything in it (checkpoints, samples, logs)? This cannot be undone.")
+    if st.button("Yes, delete it", type="primary", key="confirm_delete"):
+        try:
+            launch.delete(row["path"], root)
+            st.session_state.pop("run", None)
+            st.rerun()
+        except GancoreError as e:
+            st.error(str(e))
+
+with st.expander("Log tail"):
+    st.code("\n".join(launch.log_tail(row["path"], 30)) or "(empty)", language=None)
+
+st.divider()
+quick_start("quick_start_more")

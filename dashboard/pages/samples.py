@@ -1,0 +1,82 @@
+"""Samples: the class-conditional demo — a row per class, latent interpolation, class morph, truncation."""
+import io
+
+import streamlit as st
+import torch
+
+from common import checkpoint_mtime, generator, pick_run, runs_root
+from gancore import runs, views
+from gancore.errors import GancoreError
+from gancore.sample import class_morph, class_rows, image_grid, interpolation, noise, to_uint8
+
+st.title("Samples")
+root = runs_root()
+image_runs = [n for n in [p.name for p in reversed(runs.list_runs(root))]
+              if runs.read_json(root / n / "data.json", {}).get("kind") == "image" and runs.checkpoints(root / n)]
+name = pick_run("Run", key="samples_pick", names=image_runs, help="image runs with at least one checkpoint")
+if name is None:
+    st.info("No image run with a checkpoint yet. Train one (the quick start on **Runs** takes about 5 minutes).")
+    st.stop()
+path = root / name
+steps = list(runs.checkpoints(path))
+options = (["best"] if runs.best_checkpoint_path(path).is_file() else []) + steps[::-1]
+c1, c2, c3, c4 = st.columns(4)
+step = c1.selectbox("Checkpoint", options, format_func=lambda s: "best (by FID)" if s == "best" else f"step {s}",
+                    index=options.index(steps[-1]), key="samples_step")
+seed = int(c2.number_input("Seed", value=0, step=1, key="samples_seed"))
+use_trunc = c3.checkbox("Truncation", key="samples_trunc_on", help="redraw latent entries beyond |T|: "
+                        "less variety, cleaner samples")
+truncation = c4.slider("T", 0.1, 3.0, 1.0, 0.1, key="samples_trunc", disabled=not use_trunc) if use_trunc else None
+
+try:
+    G, cfg, info = generator(str(path), step, checkpoint_mtime(path, step))
+except GancoreError as e:
+    st.error(str(e))
+    st.stop()
+z_dim, k = cfg["z_dim"], info["num_classes"]
+conditional = info.get("conditional", False)
+
+
+def show(images, ncol, caption, file_name, key):
+    img = image_grid(images, ncol)
+    st.image(img, caption=caption, width=min(900, max(img.width, 420)))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    st.download_button("Download PNG", buf.getvalue(), file_name=file_name, mime="image/png", key=key,
+                       icon=":material/download:")
+
+
+if conditional:
+    names = [views.class_name(info, i) for i in range(k)]
+    classes = st.multiselect("Classes (one row each)", list(range(k)), default=list(range(k)),
+                             format_func=lambda i: names[i], key="samples_classes")
+    per_row = st.slider("Samples per class", 1, 16, 10, key="samples_per_row")
+    if classes:
+        x, ncol = class_rows(G, z_dim, classes, per_row, seed, truncation)
+        show(x, ncol, f"{name} · {('best' if step == 'best' else f'step {step}')} · seed {seed} · rows: "
+             + ", ".join(names[c] for c in classes) + " (the same noise in every row)",
+             f"{name}-classes-seed{seed}.png", "dl_rows")
+else:
+    n = st.slider("Samples", 4, 128, 64, 4, key="samples_n")
+    with torch.no_grad():
+        x = to_uint8(G(noise(n, z_dim, seed, truncation), None))
+    show(x, 8, f"{name} · seed {seed}", f"{name}-seed{seed}.png", "dl_uncond")
+
+st.subheader("Latent interpolation")
+i1, i2, i3, i4 = st.columns(4)
+seed_a = int(i1.number_input("From seed", value=seed, step=1, key="interp_a"))
+seed_b = int(i2.number_input("To seed", value=seed + 1, step=1, key="interp_b"))
+n_steps = i3.slider("Steps", 3, 16, 10, key="interp_steps")
+label = i4.selectbox("Class", list(range(k)), format_func=lambda i: views.class_name(info, i),
+                     key="interp_class") if conditional else None
+x, ncol = interpolation(G, z_dim, seed_a, seed_b, n_steps, label, truncation)
+show(x, ncol, f"z(seed {seed_a}) → z(seed {seed_b}) along the sphere", f"{name}-interp-{seed_a}-{seed_b}.png",
+     "dl_interp")
+
+if conditional:
+    st.subheader("Class morph")
+    st.caption("Each row holds one z fixed and changes only the class: what the generator keeps as style.")
+    n_rows = st.slider("Rows (seeds from the seed above)", 1, 8, 3, key="morph_rows")
+    x, ncol = class_morph(G, z_dim, k, list(range(seed, seed + n_rows)), truncation)
+    show(x, ncol, f"seeds {seed}..{seed + n_rows - 1}, classes 0..{k - 1}", f"{name}-morph-seed{seed}.png",
+         "dl_morph")

@@ -1,0 +1,302 @@
+"""What the dashboard shows, as plain functions of run directories (no Streamlit here).
+
+The pages in dashboard/ only lay these out: run tables, metric frames, EMA smoothing, best/last
+tables, config diffs, provenance grouping, health warnings. Everything reads the run-directory
+contract (runs.py) and tolerates a run that is still being written.
+"""
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import runs
+from .launch import pending_runs
+from .metrics import provenance_difference
+
+# Metrics where larger is better; every other one is ranked smaller-is-better.
+HIGHER_IS_BETTER = {"cond_acc", "is_mean", "modes", "hq_share", "d_real", "img_per_s"}
+EVAL_KEYS = ["fid", "kid_mean", "is_mean", "cond_acc", "modes", "hq_share", "reverse_kl"]
+LOSS_KEYS = ["loss_d", "loss_g", "loss_cls_d", "loss_cls_g", "gp", "r1"]
+X_AXES = {"step": "step", "images seen": "images_seen", "wall time (s)": "time"}
+# Plotly's default qualitative palette, then a second one: run i keeps colour i on every chart.
+PALETTE = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880", "#FF97FF",
+           "#FECB52", "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F",
+           "#BCBD22", "#17BECF"]
+
+
+def metrics_mtime(run_dir) -> float:
+    """The cache key of a run's metrics: changes whenever a line is appended."""
+    try:
+        return (Path(run_dir) / "metrics.jsonl").stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def metrics_frame(run_dir) -> pd.DataFrame:
+    """metrics.jsonl as a DataFrame, one row per record (a half-written last line is left out)."""
+    df = pd.DataFrame(runs.read_metrics(run_dir))
+    if df.empty:
+        return pd.DataFrame(columns=["step", "images_seen", "time"])
+    return df
+
+
+def state_of(status: dict) -> str:
+    """The state to show: a queued/running run whose process is gone is "crashed" (resume continues it)."""
+    state = status.get("state", "?")
+    if state in ("queued", "running") and not runs.is_active(status):
+        return "crashed"
+    return state
+
+
+def run_rows(root=None) -> list[dict]:
+    """One dict per run for the Runs table (pending launches first, then newest first)."""
+    rows = []
+    for p in pending_runs(root):
+        f = p["fields"]
+        rows.append({"run": p["name"], "path": str(p["path"]), "state": p["state"], "progress": 0.0, "step": 0,
+                     "steps": p["status"].get("steps"), "dataset": f.get("dataset", "mnist-5k"),
+                     "model": f.get("model", "auto"), "loss": f.get("loss", f.get("preset", "")),
+                     "conditioning": f.get("conditioning", ""), "latest": "", "best": "", "elapsed_s": None,
+                     "error": p["error"], "pending": True})
+    for path in reversed(runs.list_runs(root)):
+        c = runs.read_json(path / "config.json", {})
+        st = runs.read_status(path)
+        step, steps = st.get("step", 0), st.get("steps", c.get("steps", 0)) or 1
+        rows.append({"run": path.name, "path": str(path), "state": state_of(st),
+                     "progress": min(1.0, step / steps), "step": step, "steps": steps,
+                     "dataset": c.get("dataset"), "model": c.get("model"), "loss": c.get("loss"),
+                     "conditioning": c.get("conditioning"), "latest": format_scores(st.get("latest")),
+                     "best": format_scores((st.get("best") or {}).get("value")),
+                     "elapsed_s": elapsed(st), "error": st.get("error"), "pending": False})
+    return rows
+
+
+def elapsed(status: dict) -> float | None:
+    start = status.get("started") or status.get("created")
+    if not start:
+        return None
+    end = status.get("finished") if status.get("state") in ("done", "failed", "stopped") else None
+    return round((end or status.get("heartbeat") or time.time()) - start, 1)
+
+
+def format_scores(scores: dict | None) -> str:
+    if not scores:
+        return ""
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
+
+
+def latest_scores(df: pd.DataFrame) -> dict:
+    """The last evaluated record's headline scores."""
+    keys = [k for k in EVAL_KEYS if k in df]
+    if not keys:
+        return {}
+    evaluated = df.dropna(subset=keys, how="all")
+    if evaluated.empty:
+        return {}
+    last = evaluated.iloc[-1]
+    return {k: last[k] for k in keys if pd.notna(last[k])}
+
+
+def numeric_metrics(df: pd.DataFrame) -> list[str]:
+    """Columns that are scalar numbers over steps (what a chart can overlay), losses first."""
+    skip = {"step", "images_seen", "time", "eval_s"}
+    cols = [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c])]
+    order = {k: i for i, k in enumerate(LOSS_KEYS + ["d_real", "d_fake"] + EVAL_KEYS)}
+    return sorted(cols, key=lambda c: (order.get(c, len(order)), c))
+
+
+def ema_smooth(values, weight: float) -> np.ndarray:
+    """TensorBoard-style debiased exponential moving average; NaNs are skipped (and stay NaN)."""
+    values = np.asarray(values, dtype=float)
+    out = np.full_like(values, np.nan)
+    if weight <= 0:
+        return values.copy()
+    acc, norm = 0.0, 0.0
+    for i, v in enumerate(values):
+        if math.isnan(v):
+            continue
+        acc = weight * acc + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out[i] = acc / norm
+    return out
+
+
+def thin(df: pd.DataFrame, max_points: int) -> pd.DataFrame:
+    """At most ~max_points rows, evenly spaced, always keeping the last (what a chart needs of 20,000 steps)."""
+    if len(df) <= max_points:
+        return df
+    idx = np.unique(np.r_[np.linspace(0, len(df) - 1, max_points).astype(int), len(df) - 1])
+    return df.iloc[idx]
+
+
+def series(df: pd.DataFrame, metric: str, x: str = "step", smoothing: float = 0.0,
+           max_points: int = 2000) -> pd.DataFrame:
+    """(x, raw, smooth) of one metric, rows where it was recorded; smoothed on every point, then thinned."""
+    if metric not in df or x not in df:
+        return pd.DataFrame(columns=["x", "raw", "smooth"])
+    part = df[[x, metric]].dropna()
+    out = pd.DataFrame({"x": part[x].to_numpy(), "raw": part[metric].to_numpy(dtype=float)})
+    out["smooth"] = ema_smooth(out["raw"], smoothing)
+    return thin(out, max_points)
+
+
+def best_and_last(frames: dict[str, pd.DataFrame], metrics: list[str]) -> pd.DataFrame:
+    """A row per run: best and last value of each metric (best = max for HIGHER_IS_BETTER, else min)."""
+    rows = []
+    for name, df in frames.items():
+        row = {"run": name}
+        for m in metrics:
+            if m not in df or df[m].dropna().empty:
+                continue
+            s = df[m].dropna()
+            row[f"{m} best"] = s.max() if m in HIGHER_IS_BETTER else s.min()
+            row[f"{m} last"] = s.iloc[-1]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+def config_diff(configs: dict[str, dict]) -> pd.DataFrame:
+    """Fields (rows) whose values differ between runs (columns); `name` and `runs_root` left out."""
+    keys = sorted({k for c in configs.values() for k in c} - {"name", "runs_root"})
+    diff = {k: [c.get(k) for c in configs.values()] for k in keys}
+    diff = {k: v for k, v in diff.items() if len({repr(x) for x in v}) > 1}
+    return pd.DataFrame(diff, index=list(configs)).T.astype(str) if diff else pd.DataFrame()
+
+
+def metrics_csv(frames: dict[str, pd.DataFrame]) -> str:
+    """Every record of the selected runs, one row each, with a `run` column first (lists/dicts left out)."""
+    parts = []
+    for name, df in frames.items():
+        scalar = [c for c in df.columns if not df[c].map(lambda v: isinstance(v, (list, dict))).any()]
+        parts.append(df[scalar].assign(run=name))
+    if not parts:
+        return ""
+    out = pd.concat(parts, ignore_index=True)
+    return out[["run"] + [c for c in out.columns if c != "run"]].to_csv(index=False)
+
+
+def run_provenance(df: pd.DataFrame) -> dict | None:
+    """The provenance of a run's last evaluation (None when it has none)."""
+    if "provenance" not in df:
+        return None
+    p = df["provenance"].dropna()
+    return p.iloc[-1] if len(p) else None
+
+
+def comparable_groups(frames: dict[str, pd.DataFrame]) -> list[tuple[dict | None, list[str]]]:
+    """Runs grouped by the provenance of their scores: [(provenance, [run names])], biggest group first.
+
+    Scores are only overlaid within a group (metrics.check_comparable's rule: every field but seed).
+    """
+    groups: list[tuple[dict | None, list[str]]] = []
+    for name, df in frames.items():
+        prov = run_provenance(df)
+        for gp, names in groups:
+            if (gp is None and prov is None) or (gp is not None and prov is not None
+                                                  and provenance_difference(gp, prov) is None):
+                names.append(name)
+                break
+        else:
+            groups.append((prov, [name]))
+    return sorted(groups, key=lambda g: (g[0] is None, -len(g[1])))
+
+
+def grid_steps(run_dirs) -> list[int]:
+    """Steps at which every one of these runs has a sample grid."""
+    sets = [set(runs.sample_grids(d)) for d in run_dirs]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def nearest(steps: list[int], step: int) -> int | None:
+    """The latest of `steps` at or before `step` (else the first)."""
+    if not steps:
+        return None
+    before = [s for s in steps if s <= step]
+    return before[-1] if before else steps[0]
+
+
+def health_warnings(df: pd.DataFrame, status: dict, config: dict, data_info: dict) -> list[str]:
+    """What a user should look at: non-finite values, D winning outright, class collapse, a dead process."""
+    out = []
+    if status.get("state") == "failed":
+        out.append(f"failed: {status.get('error')}")
+    if state_of(status) == "crashed":
+        out.append("the training process is gone without saying why (killed?); Resume continues from the "
+                   "last checkpoint")
+    if df.empty:
+        return out
+    for col in numeric_metrics(df):
+        s = df[col].dropna()
+        if len(s) and not np.isfinite(s.to_numpy(dtype=float)).all():
+            out.append(f"{col} is not finite at step {int(df.loc[s.index[~np.isfinite(s)][0], 'step'])}")
+    loss = config.get("loss")
+    recent = df.dropna(subset=[c for c in ("d_real", "d_fake") if c in df]).tail(5)
+    if loss in ("minimax", "nonsaturating") and len(recent) >= 3 and {"d_real", "d_fake"} <= set(df):
+        if recent["d_real"].mean() > 0.95 and recent["d_fake"].mean() < 0.05:
+            out.append(f"D is winning outright: D(x) {recent['d_real'].mean():.2f}, D(G(z)) "
+                       f"{recent['d_fake'].mean():.2f} over the last {len(recent)} records; G gets no gradient "
+                       f"(try label smoothing, spectral norm, a lower lr_d, or DiffAugment)")
+    if "class_hist" in df:
+        hist = df["class_hist"].dropna()
+        if len(hist):
+            h = np.asarray(hist.iloc[-1], dtype=float)
+            k = len(h)
+            if k and h.max() > 0.5:
+                out.append(f"class collapse: {h.max():.0%} of samples look like class "
+                           f"{class_name(data_info, int(h.argmax()))} (evaluator's class histogram)")
+            missing = [class_name(data_info, i) for i in np.flatnonzero(h < 0.1 / max(k, 1))]
+            if missing and k:
+                out.append(f"classes barely drawn (< {10 / k:.0f}% of their share): {', '.join(missing)}")
+    if "cond_acc_per_class" in df:
+        acc = df["cond_acc_per_class"].dropna()
+        if len(acc):
+            a = np.asarray([np.nan if v is None else v for v in acc.iloc[-1]], dtype=float)
+            poor = [class_name(data_info, i) for i in np.flatnonzero(a < 0.2)]
+            if poor:
+                out.append(f"classes G does not draw when asked (conditional accuracy < 20%): {', '.join(poor)}")
+    if "modes" in df and "modes" in df.dropna(subset=["modes"]):
+        last = df["modes"].dropna()
+        n_modes = len(data_info.get("modes") or [])
+        if len(last) and n_modes and last.iloc[-1] < n_modes / 2:
+            out.append(f"mode collapse: {int(last.iloc[-1])} of {n_modes} modes captured")
+    return out
+
+
+def class_name(data_info: dict, k: int) -> str:
+    names = data_info.get("class_names") or []
+    return str(names[k]) if k < len(names) else str(k)
+
+
+def filter_runs(names: list[str], pattern: str = "", configs: dict[str, dict] | None = None,
+                where: dict[str, list] | None = None) -> list[str]:
+    """Names matching the regex `pattern` (case-insensitive) whose config has one of the values in `where`."""
+    try:
+        rx = re.compile(pattern, re.I) if pattern else None
+    except re.error as e:
+        raise ValueError(f"filter: not a regular expression ({e})") from None
+    out = []
+    for n in names:
+        if rx and not rx.search(n):
+            continue
+        c = (configs or {}).get(n, {})
+        if where and any(vals and c.get(k) not in vals for k, vals in where.items()):
+            continue
+        out.append(n)
+    return out
+
+
+def colors(names: list[str]) -> dict[str, str]:
+    """One colour per run, by its position in `names` (the selection): the same on every chart."""
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+
+
+def points_at(run_dir, step: int) -> np.ndarray | None:
+    """The 2,500 generated points saved with a 2-D run's grid at `step`."""
+    p = Path(run_dir) / "samples" / f"step_{step:07d}.npz"
+    if not p.is_file():
+        return None
+    with np.load(p) as f:
+        return f["points"]
