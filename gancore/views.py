@@ -228,7 +228,8 @@ def health_warnings(df: pd.DataFrame, status: dict, config: dict, data_info: dic
                    "last checkpoint")
     if df.empty:
         return out
-    for col in numeric_metrics(df):
+    trained = [c for c in LOSS_KEYS + ["d_real", "d_fake", "grad_norm_d", "grad_norm_g"] if c in df]
+    for col in trained:  # scores may be inf by definition (reverse KL with no mode hit); training values not
         s = df[col].dropna()
         if len(s) and not np.isfinite(s.to_numpy(dtype=float)).all():
             out.append(f"{col} is not finite at step {int(df.loc[s.index[~np.isfinite(s)][0], 'step'])}")

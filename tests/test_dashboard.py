@@ -1,0 +1,203 @@
+"""Every dashboard page under Streamlit's AppTest: empty runs root, every kind of run, launching from the form."""
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import runs_fixture
+from gancore import runs
+from conftest import ROOT
+
+APP = str(ROOT / "dashboard" / "app.py")
+PAGES = ["runs", "launch", "monitor", "compare", "samples", "mode_collapse"]
+
+
+def app(page="runs", run=None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    if run:
+        at.session_state["run"] = run
+    at.run()
+    if page != "runs":
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at, label):
+    found = [b for b in at.button if b.label == label]
+    assert found, f"no button {label!r} among {[b.label for b in at.button]}"
+    return found[0]
+
+
+def wait_for(predicate, timeout=120.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def kill(path):
+    pid = runs.read_status(path).get("pid")
+    if pid and runs.pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def full_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dash") / "runs"
+    names = runs_fixture.build(root)
+    return root, names
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_loads_on_an_empty_root(runs_root, page):
+    at = app(page)
+    assert at.title[0].value in ("Runs", "Launch", "Monitor", "Compare", "Samples", "Mode collapse")
+    if page != "launch":
+        assert at.info, "an empty page says what to do"
+
+
+def test_quick_start_on_the_landing_page_launches_mnist(runs_root):
+    at = app("runs")
+    button(at, "Quick start: train a class-conditional DCGAN on MNIST-5k").click().run()
+    [path] = [p for p in runs_root.iterdir()]
+    try:
+        assert runs.read_json(path / "launch.json")["preset"] == "cgan-concat"
+        assert runs.pid_alive(runs.read_status(path)["pid"])
+        assert at.title[0].value == "Monitor"  # the quick start takes you to the run
+    finally:
+        kill(path)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_loads_with_every_kind_of_run(full_root, monkeypatch, page):
+    root, names = full_root
+    monkeypatch.setenv("GANCORE_RUNS", str(root))
+    for kind in ("done", "running", "failed", "crashed", "points"):
+        at = app(page, run=names[kind])
+        errors = [e.value for e in at.error]
+        assert all("non-finite loss" in e for e in errors) if kind == "failed" else not errors, (kind, errors)
+
+
+def test_runs_table_states(full_root, monkeypatch):
+    root, names = full_root
+    monkeypatch.setenv("GANCORE_RUNS", str(root))
+    at = app("runs")
+    df = at.dataframe[0].value
+    states = dict(zip(df["run"], df["state"]))
+    assert states[names["done"]] == "done" and states[names["running"]] == "running"
+    assert states[names["failed"]] == "failed" and states[names["crashed"]] == "crashed"
+    assert states[names["pending"]] == "queued"
+
+
+def test_monitor_shows_health_and_charts(full_root, monkeypatch):
+    root, names = full_root
+    monkeypatch.setenv("GANCORE_RUNS", str(root))
+    at = app("monitor", run=names["failed"])
+    assert any("non-finite loss" in w.value for w in at.warning)
+    at = app("monitor", run=names["crashed"])
+    assert any("process is gone" in w.value for w in at.warning)
+    assert at.get("plotly_chart") and at.get("image")
+
+
+def test_compare_overlays_two_runs_and_refuses_other_provenance(full_root, monkeypatch):
+    root, names = full_root
+    monkeypatch.setenv("GANCORE_RUNS", str(root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["cmp_default"] = [names["done"], names["points"]]
+    at.run()
+    at.switch_page("pages/compare.py").run()
+    at.multiselect(key="cmp_metrics").set_value(["loss_d", "fid"]).run()
+    assert not at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    assert any("different provenance" in w.value and names["points"] in w.value for w in at.warning)
+    table = at.dataframe[0].value
+    assert set(table.index) == {names["done"], names["points"]}
+
+
+def test_launch_form_starts_a_run(runs_root):
+    at = app("launch")
+    at.text_input(key="f_name").set_value("from-form")
+    at.selectbox(key="f_dataset").set_value("digits")
+    for key, value in {"f_steps": 4, "f_g_width": 8, "f_d_width": 8, "f_batch_size": 16, "f_eval_every": 0,
+                       "f_z_dim": 8}.items():
+        at.number_input(key=key).set_value(value)
+    button(at, "Launch").click().run()
+    assert not at.error, [e.value for e in at.error]
+    path = runs_root / "from-form"
+    assert path.is_dir() and runs.read_json(path / "launch.json")["dataset"] == "digits"
+    assert "Launched 1 run: from-form" in at.success[0].value
+    wait_for(lambda: runs.read_status(path).get("state") == "done")
+    assert runs.read_json(path / "config.json")["steps"] == 4
+
+
+def test_launch_form_refuses_invalid_settings_with_the_validation_message(runs_root):
+    at = app("launch")
+    at.number_input(key="f_steps").set_value(0)
+    button(at, "Launch").click().run()
+    assert at.error and "--steps: must be > 0" in at.error[0].value
+    at.number_input(key="f_steps").set_value(10)
+    at.selectbox(key="f_dataset").set_value("ring")
+    at.selectbox(key="f_conditioning").set_value("projection")
+    button(at, "Launch").click().run()
+    assert "projection" in at.error[0].value
+    at.selectbox(key="f_conditioning").set_value("none")
+    at.text_input(key="f_name").set_value("../outside")
+    button(at, "Launch").click().run()
+    assert "name:" in at.error[0].value
+    assert not runs_root.exists() or not any(runs_root.iterdir())
+
+
+def test_launch_form_sweep_and_preset(runs_root):
+    at = app("launch")
+    at.selectbox(key="preset_pick").set_value("wgan-gp-grid").run()
+    assert at.selectbox(key="f_loss").value == "wgan-gp" and at.number_input(key="f_n_critic").value == 5
+    at.text_input(key="f_name").set_value("sw")
+    at.number_input(key="f_steps").set_value(2)
+    at.text_area(key="sweep_text").set_value("seed = 0, 1\nbogus = 1")
+    button(at, "Launch").click().run()
+    assert "'bogus' is not a config field" in at.error[0].value
+    at.text_area(key="sweep_text").set_value("seed = 0, 1")
+    button(at, "Launch").click().run()
+    assert not at.error
+    paths = [runs_root / "sw-seed0", runs_root / "sw-seed1"]
+    wait_for(lambda: all(runs.read_status(p).get("state") == "done" for p in paths), timeout=180)
+    assert runs.read_json(paths[1] / "config.json")["loss"] == "wgan-gp"
+
+
+def test_clone_into_launch_fills_the_form(full_root, monkeypatch):
+    root, names = full_root
+    monkeypatch.setenv("GANCORE_RUNS", str(root))
+    at = app("runs", run=names["done"])
+    button(at, "Clone into Launch").click().run()
+    assert at.title[0].value == "Launch"
+    assert at.selectbox(key="f_conditioning").value == "concat" and at.number_input(key="f_steps").value == 8
+
+
+def test_samples_page_renders_class_rows(full_root, monkeypatch):
+    root, names = full_root
+    monkeypatch.setenv("GANCORE_RUNS", str(root))
+    at = app("samples", run=names["done"])
+    imgs = at.get("image")
+    assert len(imgs) == 3  # class rows, interpolation, class morph
+    at.multiselect(key="samples_classes").set_value([3, 7]).run()
+    assert not at.exception and "rows: 3, 7" in str(at.get("image")[0].proto)
+
+
+def test_delete_asks_first(full_root, monkeypatch, tmp_path):
+    import shutil
+
+    root, names = full_root
+    copy_root = tmp_path / "runs"
+    shutil.copytree(root / names["failed"], copy_root / names["failed"])
+    monkeypatch.setenv("GANCORE_RUNS", str(copy_root))
+    at = app("runs", run=names["failed"])
+    assert (copy_root / names["failed"]).exists()  # the popover's confirm button is the only delete
+    button(at, "Yes, delete it").click().run()
+    assert not (copy_root / names["failed"]).exists()
