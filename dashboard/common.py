@@ -76,16 +76,16 @@ def line_chart(frames: dict[str, pd.DataFrame], metric: str, x: str = "step", sm
     colors = colors or views.colors(list(frames))
     fig = go.Figure()
     for name, df in frames.items():
-        s = views.series(df, metric, x, smoothing)
+        s = views.series(df, metric, x, smoothing, max_points=1000)
         if s.empty:
             continue
         color = colors[name]
         if smoothing > 0:
-            fig.add_trace(go.Scattergl(x=s["x"], y=s["raw"], mode="lines", line=dict(color=color, width=1),
+            fig.add_trace(go.Scatter(x=s["x"], y=s["raw"], mode="lines", line=dict(color=color, width=1),
                                        opacity=0.25, name=name, legendgroup=name, showlegend=False,
                                        hoverinfo="skip"))
         markers = "lines+markers" if len(s) < 30 else "lines"
-        fig.add_trace(go.Scattergl(x=s["x"], y=s["smooth"], mode=markers, line=dict(color=color, width=2),
+        fig.add_trace(go.Scatter(x=s["x"], y=s["smooth"], mode=markers, line=dict(color=color, width=2),
                                    name=name, legendgroup=name))
     x_title = {v: k for k, v in views.X_AXES.items()}.get(x, x)
     fig.update_layout(title=metric, height=height, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x_title,

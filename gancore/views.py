@@ -204,12 +204,6 @@ def comparable_groups(frames: dict[str, pd.DataFrame]) -> list[tuple[dict | None
     return sorted(groups, key=lambda g: (g[0] is None, -len(g[1])))
 
 
-def grid_steps(run_dirs) -> list[int]:
-    """Steps at which every one of these runs has a sample grid."""
-    sets = [set(runs.sample_grids(d)) for d in run_dirs]
-    return sorted(set.intersection(*sets)) if sets else []
-
-
 def nearest(steps: list[int], step: int) -> int | None:
     """The latest of `steps` at or before `step` (else the first)."""
     if not steps:

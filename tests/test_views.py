@@ -125,9 +125,7 @@ def test_colours_are_stable_per_position():
     assert a == views.colors(["x", "y", "z"]) and len(set(a.values())) == 3
 
 
-def test_grid_steps_and_points(root):
-    assert views.grid_steps([root / "digits-concat-done"]) == [4, 8]
-    assert views.grid_steps([root / "digits-concat-done", root / "digits-plain-done"]) == [8]  # plain: 3, 6, 8
+def test_nearest_grid_and_points(root):
     assert views.nearest([3, 6, 8], 7) == 6 and views.nearest([3, 6], 1) == 3
     pts = views.points_at(root / "ring-done", 40)
     assert pts.shape == (2500, 2) and views.points_at(root / "ring-done", 41) is None

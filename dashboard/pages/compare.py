@@ -27,7 +27,7 @@ except ValueError as e:
     st.error(str(e))
     shown = names
 
-default = [n for n in st.session_state.get("cmp_default", names[:2]) if n in shown]
+default = [n for n in st.session_state.get("cmp_default", [st.session_state.get("run") or names[0]]) if n in shown]
 selected = st.multiselect("Runs", shown, default=default, key="cmp_runs",
                           help="in the order picked: the first keeps the first colour on every chart")
 if not selected:
@@ -82,17 +82,20 @@ st.download_button("Download the selected runs' metrics (CSV)", views.metrics_cs
                    mime="text/csv", icon=":material/download:")
 
 st.subheader("Samples at the same step")
-steps = views.grid_steps([root / n for n in selected])
+grids = {n: runs.sample_grids(root / n) for n in selected}
+steps = sorted({s for g in grids.values() for s in g})
 if not steps:
-    st.caption("These runs have no sample grid at a common step.")
+    st.caption("These runs have no sample grids yet.")
 else:
     step = st.select_slider("step", steps, value=steps[-1], key="cmp_step") if len(steps) > 1 else steps[0]
     cols = st.columns(min(len(selected), 4))
     for i, n in enumerate(selected):
-        grid = runs.sample_grids(root / n).get(step)
+        shown_step = views.nearest(list(grids[n]), step)
         with cols[i % len(cols)]:
-            st.markdown(f"<span style='color:{colors[n]}'>■</span> {n}", unsafe_allow_html=True)
-            if grid:
-                st.image(Image.open(grid), width="stretch")
-    st.caption("Each run draws its grids from its own fixed noise batch (seeded by the run's seed): "
-               "runs with the same seed and z_dim show the same noise.")
+            note = "" if shown_step == step else f" (its grid at step {shown_step})" if shown_step else " (no grid)"
+            st.markdown(f"<span style='color:{colors[n]}'>■</span> {n}{note}", unsafe_allow_html=True)
+            if shown_step is not None:
+                st.image(Image.open(grids[n][shown_step]), width="stretch")
+    st.caption("Each run draws its grids from its own fixed noise batch (seeded by the run's seed): runs with the "
+               "same seed and z_dim show the same noise. A run without a grid at the chosen step shows its latest "
+               "one before it.")

@@ -30,6 +30,10 @@ if not rows:
     st.stop()
 
 
+if st.session_state.get("run") not in [r["run"] for r in rows]:
+    st.session_state["run"] = rows[0]["run"]
+
+
 @st.fragment(run_every=LIVE_SECONDS if any(r["state"] in ("running", "queued") for r in rows) else None)
 def table():
     rows = views.run_rows(root)
@@ -38,6 +42,12 @@ def table():
     df["steps"] = df.apply(lambda r: f"{r['step']:,}/{int(r['steps'] or 0):,}", axis=1)
     counts = df["state"].value_counts()
     st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()))
+    picked = next((r for r in rows if r["run"] == st.session_state.get("run")), None)
+    if picked:  # the selected run's state, live (the table itself is a canvas)
+        if (picked["state"], picked["pending"]) != st.session_state.get("runs_acted_on"):
+            st.rerun()  # its buttons below were drawn for another state: redraw the whole page
+        st.markdown(f"{state_badge(picked['state'])} **{picked['run']}** · {picked['state']} · step "
+                    f"{picked['step']:,} of {int(picked['steps'] or 0):,}")
     st.dataframe(
         df[["run", "state", "progress", "steps", "dataset", "model", "loss", "conditioning", "latest", "best",
             "elapsed", "error"]],
@@ -57,7 +67,8 @@ current = st.session_state.get("run")
 name = st.selectbox("Run", names, index=names.index(current) if current in names else 0, key="runs_pick")
 row = next(r for r in rows if r["run"] == name)
 st.session_state["run"] = name
-st.markdown(f"{state_badge(row['state'])} `{row['path']}`")
+st.session_state["runs_acted_on"] = (row["state"], row["pending"])
+st.caption(f"`{row['path']}`")
 if row["error"]:
     st.error(row["error"])
 

@@ -1,0 +1,167 @@
+"""The dashboard in a real browser (Debian's chromium driven by Playwright): launch a run by clicking,
+watch it finish, monitor it, compare it, sample it. Screenshots of every page go to test-artifacts/."""
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import gancore
+from conftest import ROOT, subprocess_env
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = ROOT / "test-artifacts"
+READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="needs Debian's chromium (apt-get install -y chromium); .ci/run installs it")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    """A runs root with a finished conditional run and a 2-D run, and the dashboard serving it."""
+    root = tmp_path_factory.mktemp("browser") / "runs"
+    common = dict(device="cpu", runs_root=str(root), log_every=10)
+    gancore.train(dict(common, name="baseline-digits", dataset="digits", conditioning="concat", steps=100,
+                       g_width=16, d_width=16, sample_every=50, eval_every=50))
+    gancore.train(dict(common, name="ring-nonsaturating", dataset="ring", steps=600, log_every=50, sample_every=200,
+                       eval_every=200))
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("st") / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=subprocess_env(root), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError(f"streamlit did not come up: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield url, root
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def page(dashboard):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1100})
+        yield pg
+        browser.close()
+
+
+def settle(page):
+    from playwright.sync_api import expect
+
+    expect(page.locator(READY)).to_be_visible(timeout=60_000)
+
+
+def shot(page, name):
+    """Screenshot the whole page: Streamlit scrolls inside its main area, so grow the window to fit it first."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    height = page.evaluate("Math.max(...['stMain', 'stAppViewContainer', 'stMainBlockContainer'].map("
+                           "id => (document.querySelector(`[data-testid=${id}]`) || {scrollHeight: 0}).scrollHeight))")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(max(height + 40, size["height"]), 5000)})
+    settle(page)
+    page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))")
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    page.set_viewport_size(size)
+
+
+def goto(page, title):
+    page.locator("[data-testid='stSidebarNavLink']").filter(has_text=title).click()
+    settle(page)
+
+
+def choose(page, key, option):
+    """Pick `option` in the selectbox with this widget key."""
+    page.locator(f".st-key-{key} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def fill(page, key, value):
+    """Type into the text or number input with this widget key, then leave it (which commits it)."""
+    box = page.locator(f".st-key-{key} input")
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def test_launch_watch_compare_sample(dashboard, page):
+    from playwright.sync_api import expect
+
+    url, root = dashboard
+    page.goto(url)
+    settle(page)
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+
+    # Launch: a short conditional run on digits, by clicking and typing
+    goto(page, "Launch")
+    fill(page, "f_name", "browser-run")
+    choose(page, "f_dataset", "digits")
+    choose(page, "f_conditioning", "concat")
+    fill(page, "f_steps", 60)
+    fill(page, "f_log_every", 5)
+    shot(page, "launch")
+    page.get_by_role("button", name=re.compile("Launch$")).click()
+    settle(page)
+    expect(page.get_by_text("Launched 1 run: browser-run")).to_be_visible(timeout=60_000)
+
+    # Runs: the run reaches done (the fragment refreshes every few seconds)
+    goto(page, "Runs")
+    expect(page.get_by_text(re.compile(r"browser-run · done"))).to_be_visible(timeout=180_000)
+    shot(page, "runs")
+
+    # Monitor: loss chart and a sample grid
+    goto(page, "Monitor")
+    expect(page.get_by_text("loss_d and loss_g")).to_be_visible(timeout=60_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    expect(page.locator("[data-testid='stImage'] img").first).to_be_visible()
+    shot(page, "monitor")
+
+    # Compare: add the baseline to the launched run; both appear in the loss chart's legend
+    goto(page, "Compare")
+    page.locator(".st-key-cmp_runs input").click()
+    page.get_by_role("option", name="baseline-digits", exact=True).click()
+    page.keyboard.press("Escape")
+    settle(page)
+    legend = page.locator(".js-plotly-plot").first.locator(".legendtext")
+    expect(legend.filter(has_text="browser-run")).to_have_count(1, timeout=30_000)
+    expect(legend.filter(has_text="baseline-digits")).to_have_count(1)
+    shot(page, "compare")
+
+    # Samples: a row per class
+    goto(page, "Samples")
+    expect(page.get_by_text(re.compile(r"browser-run · step 60 · seed 0 · rows: 0, 1, 2"))).to_be_visible(timeout=60_000)
+    expect(page.locator("[data-testid='stImage'] img").first).to_be_visible()
+    shot(page, "samples")
+
+    # Mode collapse: the 2-D run's points over the true modes
+    goto(page, "Mode collapse")
+    choose(page, "mc_pick", "ring-nonsaturating")
+    settle(page)
+    expect(page.get_by_text("modes captured")).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    shot(page, "mode_collapse")
