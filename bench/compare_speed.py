@@ -90,6 +90,7 @@ def main():
             import streamlit as st
 
             st.cache_data.clear()
+            st.cache_resource.clear()
             t = time.perf_counter()
             at.run()
             colds.append(time.perf_counter() - t)

@@ -20,13 +20,17 @@ def runs_root() -> Path:
     return Path(os.environ.get("GANCORE_RUNS", "runs")).resolve()
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+@st.cache_resource(max_entries=256, show_spinner=False)
 def _metrics(path: str, mtime: int) -> pd.DataFrame:
     return views.metrics_frame(path)
 
 
 def metrics(path) -> pd.DataFrame:
-    """A run's metrics, re-read only when metrics.jsonl changed (its mtime is part of the cache key)."""
+    """A run's metrics, re-read only when metrics.jsonl changed (its mtime is part of the cache key).
+
+    cache_resource rather than cache_data: one shared frame instead of a pickled copy per page run
+    (20 runs of 20,000 records would cost seconds to copy); pages never modify it.
+    """
     return _metrics(str(path), views.metrics_mtime(path))
 
 

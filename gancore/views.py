@@ -109,18 +109,15 @@ def numeric_metrics(df: pd.DataFrame) -> list[str]:
 
 
 def ema_smooth(values, weight: float) -> np.ndarray:
-    """TensorBoard-style debiased exponential moving average; NaNs are skipped (and stay NaN)."""
+    """TensorBoard-style debiased exponential moving average; NaNs are skipped (and stay NaN).
+
+    s_t = sum_i w^(t-i) (1-w) v_i / sum_i w^(t-i) (1-w): pandas' ewm with adjust=True, alpha = 1 - w.
+    """
     values = np.asarray(values, dtype=float)
-    out = np.full_like(values, np.nan)
     if weight <= 0:
         return values.copy()
-    acc, norm = 0.0, 0.0
-    for i, v in enumerate(values):
-        if math.isnan(v):
-            continue
-        acc = weight * acc + (1 - weight) * v
-        norm = weight * norm + (1 - weight)
-        out[i] = acc / norm
+    out = pd.Series(values).ewm(alpha=1 - weight, adjust=True, ignore_na=True).mean().to_numpy(copy=True)
+    out[np.isnan(values)] = np.nan
     return out
 
 

@@ -20,10 +20,15 @@ CELL_TIMEOUT = 600  # seconds per cell; small mode needs a fraction of that
 
 
 def kernel_env(runs_root: Path) -> dict:
-    """The kernel's environment: this checkout first on the path, small budget, runs under runs_root."""
+    """The kernel's environment: this checkout first on the path, small budget, runs under runs_root.
+
+    One torch thread: small mode trains tiny nets, which gain nothing from a second thread, and on two
+    cores shared with other work two threads made the same 100-step run 2-20x slower (threads spin
+    waiting for a descheduled partner).
+    """
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return dict(os.environ, PYTHONPATH=path, GANCORE_RUNS=str(runs_root), GANCORE_SMALL="1",
-                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), PYTHONUNBUFFERED="1")
+                OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
 
 class ThisPythonKernel(AsyncKernelManager):

@@ -112,6 +112,13 @@ def test_metrics_reader_tolerates_half_written_line(tmp_path):
     assert [r["step"] for r in runs.read_metrics(tmp_path)] == [1, 2]
 
 
+def test_metrics_reader_reads_infinity_and_skips_a_corrupt_line(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "reverse_kl": Infinity}\n{"step": 2, "reverse_kl": 0.1}\n')
+    assert [r["reverse_kl"] for r in runs.read_metrics(tmp_path)] == [math.inf, 0.1]  # json.dumps writes inf so
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n')
+    assert [r["step"] for r in runs.read_metrics(tmp_path)] == [1, 3]
+
+
 def start_training(runs_root, *args):
     cmd = [sys.executable, "-m", "gancore", "train", *args]
     return subprocess.Popen(cmd, env=subprocess_env(runs_root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

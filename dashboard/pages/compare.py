@@ -78,7 +78,7 @@ if diff.empty:
 else:
     st.dataframe(diff, width="stretch")
 
-st.download_button("Download the selected runs' metrics (CSV)", views.metrics_csv(frames), file_name="metrics.csv",
+st.download_button("Download the selected runs' metrics (CSV)", lambda: views.metrics_csv(frames), file_name="metrics.csv",
                    mime="text/csv", icon=":material/download:")
 
 st.subheader("Samples at the same step")

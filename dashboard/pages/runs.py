@@ -44,8 +44,9 @@ def table():
     st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()))
     picked = next((r for r in rows if r["run"] == st.session_state.get("run")), None)
     if picked:  # the selected run's state, live (the table itself is a canvas)
-        if (picked["state"], picked["pending"]) != st.session_state.get("runs_acted_on"):
-            st.rerun()  # its buttons below were drawn for another state: redraw the whole page
+        acted_on = st.session_state.get("runs_acted_on")  # None during a full run: the buttons come after
+        if acted_on is not None and acted_on != (picked["run"], picked["state"], picked["pending"]):
+            st.rerun()  # the buttons below were drawn for another state of this run: redraw the whole page
         st.markdown(f"{state_badge(picked['state'])} **{picked['run']}** · {picked['state']} · step "
                     f"{picked['step']:,} of {int(picked['steps'] or 0):,}")
     st.dataframe(
@@ -59,6 +60,7 @@ def table():
         })
 
 
+st.session_state["runs_acted_on"] = None
 table()
 
 st.subheader("Act on a run")
@@ -67,7 +69,7 @@ current = st.session_state.get("run")
 name = st.selectbox("Run", names, index=names.index(current) if current in names else 0, key="runs_pick")
 row = next(r for r in rows if r["run"] == name)
 st.session_state["run"] = name
-st.session_state["runs_acted_on"] = (row["state"], row["pending"])
+st.session_state["runs_acted_on"] = (name, row["state"], row["pending"])
 st.caption(f"`{row['path']}`")
 if row["error"]:
     st.error(row["error"])
