@@ -2,15 +2,33 @@
 import streamlit as st
 from PIL import Image
 
-from common import LIVE_SECONDS, line_chart, metrics, pick_run, runs_root, state_badge
+from common import LIVE_SECONDS, line_chart, metrics, pick_run, run_names, runs_root, state_badge
 from gancore import launch, runs, views
 
 st.title("Monitor")
-name = pick_run("Run", key="monitor_pick")
+pending = [p["name"] for p in launch.pending_runs(runs_root())]
+name = pick_run("Run", key="monitor_pick", names=pending + run_names())
 if name is None:
     st.info("No runs yet: start one on **Launch** or with the quick start on **Runs**.")
     st.stop()
 path = runs_root() / name
+
+if name in pending:
+    @st.fragment(run_every=2)
+    def starting():
+        """A launched run before its trainer has written config.json: loading data, building networks."""
+        p = next((p for p in launch.pending_runs(runs_root()) if p["name"] == name), None)
+        if p is None:
+            st.rerun()  # it has started (or was deleted): draw the full page
+        if p["state"] == "failed":
+            st.error(f"{name} did not start: {p['error']}")
+        else:
+            st.info(f"**{name}** is starting: loading the data and building the networks ...",
+                    icon=":material/hourglass_top:")
+        st.code("\n".join(launch.log_tail(path, 15)) or "(no output yet)", language=None)
+
+    starting()
+    st.stop()
 live = views.state_of(runs.read_status(path)) in ("running", "queued")
 
 
