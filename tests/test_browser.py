@@ -34,11 +34,12 @@ def free_port() -> int:
 def dashboard(tmp_path_factory):
     """A runs root with a finished conditional run and a 2-D run, and the dashboard serving it."""
     root = tmp_path_factory.mktemp("browser") / "runs"
-    common = dict(device="cpu", runs_root=str(root), log_every=10)
-    gancore.train(dict(common, name="baseline-digits", dataset="digits", conditioning="concat", steps=100,
-                       g_width=16, d_width=16, sample_every=50, eval_every=50))
-    gancore.train(dict(common, name="ring-nonsaturating", dataset="ring", steps=600, log_every=50, sample_every=200,
-                       eval_every=200))
+    common = dict(device="cpu", runs_root=str(root), log_every=20)
+    # long enough that the screenshots (README's guide) show digits and a ring, short enough for CI
+    gancore.train(dict(common, name="baseline-digits", dataset="digits", conditioning="concat", steps=600,
+                       sample_every=200, eval_every=200))
+    gancore.train(dict(common, name="ring-nonsaturating", dataset="ring", steps=1500, log_every=50, sample_every=250,
+                       eval_every=250))
     port = free_port()
     log = open(tmp_path_factory.mktemp("st") / "streamlit.log", "w")
     proc = subprocess.Popen(
@@ -152,9 +153,12 @@ def test_launch_watch_compare_sample(dashboard, page):
     expect(legend.filter(has_text="baseline-digits")).to_have_count(1)
     shot(page, "compare")
 
-    # Samples: a row per class
+    # Samples: a row per class, from the longer baseline run
     goto(page, "Samples")
     expect(page.get_by_text(re.compile(r"browser-run · step 60 · seed 0 · rows: 0, 1, 2"))).to_be_visible(timeout=60_000)
+    choose(page, "samples_pick", "baseline-digits")
+    settle(page)
+    expect(page.get_by_text(re.compile(r"baseline-digits · step 600 · seed 0 · rows: 0, 1, 2"))).to_be_visible()
     expect(page.locator("[data-testid='stImage'] img").first).to_be_visible()
     shot(page, "samples")
 
