@@ -1,7 +1,7 @@
 """Every notebook under notebooks/ runs top to bottom in a real Jupyter kernel, in small mode.
 
 The kernel is this interpreter (`sys.executable -m ipykernel_launcher`), whatever "python3"
-kernelspec the machine may have registered elsewhere; it imports gancore from this checkout,
+kernelspec the machine may have registered elsewhere; the notebook imports gancore from this checkout,
 starts in the notebooks folder as Jupyter would, and writes its runs under a temporary root.
 """
 import os
@@ -20,15 +20,15 @@ CELL_TIMEOUT = 600  # seconds per cell; small mode needs a fraction of that
 
 
 def kernel_env(runs_root: Path) -> dict:
-    """The kernel's environment: this checkout first on the path, small budget, runs under runs_root.
+    """The kernel's environment: small budget, runs under runs_root. No PYTHONPATH: each notebook finds
+    this checkout's gancore itself, as it must when a newcomer opens it with `jupyter lab`.
 
     One torch thread: small mode trains tiny nets, which gain nothing from a second thread, and on two
     cores shared with other work two threads made the same 100-step run 2-20x slower (threads spin
     waiting for a descheduled partner).
     """
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return dict(os.environ, PYTHONPATH=path, GANCORE_RUNS=str(runs_root), GANCORE_SMALL="1",
-                OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return dict(env, GANCORE_RUNS=str(runs_root), GANCORE_SMALL="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
 
 class ThisPythonKernel(AsyncKernelManager):
