@@ -102,10 +102,10 @@ with st.form("launch"):
                          help="letters, digits, '.', '_', '-'; empty = <dataset>-<model>-<loss>-<time>")
     for group, names in GROUPS.items():
         with st.expander(group, expanded=group in OPEN):
-            cols = st.columns(4)
-            for i, f in enumerate(names):
-                with cols[i % 4]:
-                    widget(f)
+            for start in range(0, len(names), 4):  # rows of four, so a checkbox never shifts the row below
+                for col, f in zip(st.columns(4), names[start:start + 4]):
+                    with col:
+                        widget(f)
     with st.expander("Sweep (optional): the cross-product of a few fields"):
         sweep_text = st.text_area("One field per line", key="sweep_text", placeholder="loss = nonsaturating, hinge\nseed = 0, 1, 2",
                                   help="every combination becomes one run; the form gives the other fields")
