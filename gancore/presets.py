@@ -8,11 +8,13 @@ PRESETS = {
     "dcgan-ns": dict(dataset="mnist-5k", model="dcgan", loss="nonsaturating"),
     # Mirza & Osindero 2014: label embedding joined to z and to D's input.
     "cgan-concat": dict(dataset="mnist-5k", model="dcgan", loss="nonsaturating", conditioning="concat"),
-    # Odena et al. 2017: D also classifies; G is rewarded for fakes of the right class. D's class loss on
-    # real images only: with the paper's class loss on fakes too, D learned to label fakes by whatever G
-    # drew for each class, and on MNIST-5k G settled on a permutation of the digits (docs/benchmarks.md).
-    "acgan": dict(dataset="mnist-5k", model="dcgan", loss="nonsaturating", conditioning="acgan",
-                  acgan_fake_weight=0.0),
+    # Odena et al. 2017: D also classifies; G is rewarded for fakes of the right class. Trained with the SNGAN
+    # recipe (hinge, spectral norm in D, Adam(0, 0.9), TTUR), as StudioGAN trains its ACGAN: with the DCGAN
+    # recipe (non-saturating, batch norm in D) G drew one image per class whatever z. D's class loss on real
+    # images only: with the paper's class loss on fakes too, D learned to label fakes by whatever G drew for
+    # each class, and G settled on a permutation of the digits (docs/benchmarks.md has both probes).
+    "acgan": dict(dataset="mnist-5k", model="dcgan", loss="hinge", conditioning="acgan", acgan_fake_weight=0.0,
+                  sn_d=True, lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9),
     # Miyato & Koyama 2018: residual nets, spectral norm in D, hinge loss, projection D, conditional BN in G;
     # one D step per G step with TTUR learning rates (Heusel et al. 2017) instead of n_critic 5.
     "sngan-projection-hinge": dict(dataset="mnist-5k", model="resnet", loss="hinge", conditioning="projection",
