@@ -68,7 +68,7 @@ def run_rows(root=None) -> list[dict]:
         rows.append({"run": path.name, "path": str(path), "state": state_of(st),
                      "progress": min(1.0, step / steps), "step": step, "steps": steps,
                      "dataset": c.get("dataset"), "model": c.get("model"), "loss": c.get("loss"),
-                     "conditioning": c.get("conditioning"), "latest": format_scores(st.get("latest")),
+                     "conditioning": c.get("conditioning"), "latest": format_scores(headline(st.get("latest"))),
                      "best": format_scores((st.get("best") or {}).get("value")),
                      "elapsed_s": elapsed(st), "error": st.get("error"), "pending": False})
     return rows
@@ -80,6 +80,11 @@ def elapsed(status: dict) -> float | None:
         return None
     end = status.get("finished") if status.get("state") in ("done", "failed", "stopped") else None
     return round((end or status.get("heartbeat") or time.time()) - start, 1)
+
+
+def headline(scores: dict | None) -> dict:
+    """The scores a run list shows: FID and conditional accuracy, or modes and high-quality share."""
+    return {k: v for k, v in (scores or {}).items() if k in ("step", "fid", "cond_acc", "modes", "hq_share")}
 
 
 def format_scores(scores: dict | None) -> str:

@@ -49,9 +49,10 @@ def table():
             st.rerun()  # the buttons below were drawn for another state of this run: redraw the whole page
         st.markdown(f"{state_badge(picked['state'])} **{picked['run']}** · {picked['state']} · step "
                     f"{picked['step']:,} of {int(picked['steps'] or 0):,}")
+    columns = ["run", "state", "progress", "steps", "dataset", "model", "loss", "conditioning", "latest", "best",
+               "elapsed"] + (["error"] if df["error"].notna().any() else [])
     st.dataframe(
-        df[["run", "state", "progress", "steps", "dataset", "model", "loss", "conditioning", "latest", "best",
-            "elapsed", "error"]],
+        df[columns],
         hide_index=True, width="stretch",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
