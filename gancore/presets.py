@@ -24,8 +24,9 @@ PRESETS = {
     # Adam(0.5, 0.9), penalty weight 0.1 (10 is their image setting; on the grid it learns far slower).
     "wgan-gp-grid": dict(dataset="grid", model="mlp", loss="wgan-gp", gp_weight=0.1, n_critic=5, lr_g=1e-4,
                          lr_d=1e-4, beta1=0.5, beta2=0.9, steps=8000, eval_every=1000),
-    # Lin et al. 2018: D judges packs of 2 samples; the rest as the plain non-saturating GAN.
-    "pacgan-ring": dict(dataset="ring", model="mlp", loss="nonsaturating", pack=2, steps=3000),
+    # Lin et al. 2018: D judges packs of 2 samples; the rest as the plain non-saturating GAN. Twice the plain
+    # ring's 3,000 steps: at 3,000 all 8 modes are found but only 41-66 % of samples sit within 3 sigma.
+    "pacgan-ring": dict(dataset="ring", model="mlp", loss="nonsaturating", pack=2, steps=6000),
     "pacgan-grid": dict(dataset="grid", model="mlp", loss="nonsaturating", pack=2, steps=20000, eval_every=2000,
                         sample_every=2000, ckpt_every=5000),
 }
