@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 import runs_fixture
 from gancore import runs
+from gancore.presets import PRESETS
 from conftest import ROOT
 
 APP = str(ROOT / "dashboard" / "app.py")
@@ -201,3 +202,14 @@ def test_delete_asks_first(full_root, monkeypatch, tmp_path):
     assert (copy_root / names["failed"]).exists()  # the popover's confirm button is the only delete
     button(at, "Yes, delete it").click().run()
     assert not (copy_root / names["failed"]).exists()
+
+
+def test_launch_form_has_every_config_field(runs_root):
+    from gancore.config import field_names
+
+    at = app("launch")
+    keys = {w.key for kind in ("selectbox", "checkbox", "number_input", "text_input")
+            for w in getattr(at, kind) if w.key}
+    missing = [f for f in field_names() if f not in ("runs_root", "preset") and f"f_{f}" not in keys]
+    assert not missing, f"config fields without a widget on Launch: {missing}"
+    assert len(at.selectbox(key="preset_pick").options) == 1 + len(PRESETS)  # "defaults" + every preset

@@ -94,7 +94,7 @@ if "clone_fields" in st.session_state:  # "Clone into Launch" on the Runs page
     st.info("Cloned: the form holds that run's settings. Change what you want and launch.")
 
 st.title("Launch")
-st.selectbox("Start from", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key="preset_pick",
+st.selectbox("Start from", [""] + list(PRESETS), format_func=lambda k: PRESET_LABELS.get(k, k), key="preset_pick",
              on_change=apply_preset, help="fills the form with a preset that is known to work (docs/benchmarks.md)")
 
 with st.form("launch"):
