@@ -3,7 +3,6 @@
 Loading and computing live in gancore (views.py, launch.py, sample.py); this file only adds
 Streamlit's caches and widgets on top.
 """
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,7 @@ PAGES: dict = {}  # page name (file stem) -> st.Page, filled by app.py
 
 
 def runs_root() -> Path:
-    return Path(os.environ.get("GANCORE_RUNS", "runs")).resolve()
+    return Path(runs.default_root()).resolve()
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
@@ -96,6 +95,16 @@ def line_chart(frames: dict[str, pd.DataFrame], metric: str, x: str = "step", sm
                       legend=dict(orientation="h", yanchor="bottom", y=-0.35, x=0), hovermode="x unified")
     if log_y:
         fig.update_yaxes(type="log")
+    return fig
+
+
+def overlay_chart(df: pd.DataFrame, metric_names: list[str], title: str, colors: dict[str, str]) -> go.Figure:
+    """Several metrics of one run on one chart, one line each (line_chart draws one metric of several runs)."""
+    fig = go.Figure()
+    for m in metric_names:
+        fig.add_traces(line_chart({m: df.rename(columns={m: "_v"})}, "_v", colors={m: colors[m]}).data)
+    fig.update_layout(title=title, height=320, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step", showlegend=True,
+                      legend=dict(orientation="h", yanchor="bottom", y=-0.35, x=0), hovermode="x unified")
     return fig
 
 

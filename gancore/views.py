@@ -4,7 +4,6 @@ The pages in dashboard/ only lay these out: run tables, metric frames, EMA smoot
 tables, config diffs, provenance grouping, health warnings. Everything reads the run-directory
 contract (runs.py) and tolerates a run that is still being written.
 """
-import math
 import re
 import time
 from pathlib import Path
@@ -254,7 +253,7 @@ def health_warnings(df: pd.DataFrame, status: dict, config: dict, data_info: dic
             poor = [class_name(data_info, i) for i in np.flatnonzero(a < 0.2)]
             if poor:
                 out.append(f"classes G does not draw when asked (conditional accuracy < 20%): {', '.join(poor)}")
-    if "modes" in df and "modes" in df.dropna(subset=["modes"]):
+    if "modes" in df:
         last = df["modes"].dropna()
         n_modes = len(data_info.get("modes") or [])
         if len(last) and n_modes and last.iloc[-1] < n_modes / 2:

@@ -1,6 +1,5 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright): launch a run by clicking,
 watch it finish, monitor it, compare it, sample it. Screenshots of every page go to test-artifacts/."""
-import os
 import re
 import socket
 import subprocess

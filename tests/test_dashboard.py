@@ -2,7 +2,6 @@
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest

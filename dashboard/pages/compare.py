@@ -36,9 +36,9 @@ if not selected:
 frames = {n: metrics(root / n) for n in selected}
 colors = views.colors(selected)
 
+first = views.numeric_metrics(frames[selected[0]])  # its order (losses first), then the others' extras
 available = sorted({m for df in frames.values() for m in views.numeric_metrics(df)},
-                   key=lambda m: views.numeric_metrics(frames[selected[0]]).index(m)
-                   if m in views.numeric_metrics(frames[selected[0]]) else 99)
+                   key=lambda m: first.index(m) if m in first else len(first))
 c1, c2, c3, c4 = st.columns([3, 1.2, 1.2, 0.8])
 default_metrics = [m for m in ("loss_d", "loss_g", "fid", "cond_acc", "modes", "hq_share") if m in available]
 chosen = c1.multiselect("Metrics", available, default=default_metrics, key="cmp_metrics")
@@ -78,8 +78,8 @@ if diff.empty:
 else:
     st.dataframe(diff, width="stretch")
 
-st.download_button("Download the selected runs' metrics (CSV)", lambda: views.metrics_csv(frames), file_name="metrics.csv",
-                   mime="text/csv", icon=":material/download:")
+st.download_button("Download the selected runs' metrics (CSV)", lambda: views.metrics_csv(frames),
+                   file_name="metrics.csv", mime="text/csv", icon=":material/download:")
 
 st.subheader("Samples at the same step")
 grids = {n: runs.sample_grids(root / n) for n in selected}

@@ -107,7 +107,8 @@ with st.form("launch"):
                     with col:
                         widget(f)
     with st.expander("Sweep (optional): the cross-product of a few fields"):
-        sweep_text = st.text_area("One field per line", key="sweep_text", placeholder="loss = nonsaturating, hinge\nseed = 0, 1, 2",
+        sweep_text = st.text_area("One field per line", key="sweep_text",
+                                  placeholder="loss = nonsaturating, hinge\nseed = 0, 1, 2",
                                   help="every combination becomes one run; the form gives the other fields")
         max_parallel = st.number_input("Runs training at once", min_value=1, max_value=16, value=1, key="max_parallel",
                                        help="the rest wait their turn (2 CPU cores: 1 is fastest in total)")

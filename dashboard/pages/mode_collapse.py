@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from common import pick_run, runs_root
+from common import metrics, pick_run, run_names, runs_root
 from gancore import runs, views
 from gancore.metrics import mode_coverage
 
@@ -14,8 +14,7 @@ st.caption("On the 8-Gaussian ring and the 25-Gaussian grid the true distributio
            "modes (radius 3σ, the protocol's high-quality distance); blue dots are 2,500 generated points "
            "from the run's fixed noise.")
 root = runs_root()
-point_runs = [p.name for p in reversed(runs.list_runs(root))
-              if runs.read_json(p / "data.json", {}).get("kind") == "points"]
+point_runs = [n for n in run_names() if runs.read_json(root / n / "data.json", {}).get("kind") == "points"]
 name = pick_run("Run", key="mc_pick", names=point_runs, help="runs on 2-D data (ring, grid)")
 if name is None:
     st.info("No 2-D runs yet. Launch one with the preset *WGAN-GP on the 25-Gaussian grid* or "
@@ -54,7 +53,7 @@ fig.update_layout(height=620, width=620, margin=dict(l=10, r=10, t=30, b=10), ti
 fig.update_yaxes(scaleanchor="x", scaleratio=1)
 st.plotly_chart(fig, width="content", key="mc_scatter")
 
-df = views.metrics_frame(path)
+df = metrics(path)
 if "modes" in df and df["modes"].notna().any():
     hist = df.dropna(subset=["modes"])[["step", "modes", "hq_share"]]
     st.subheader("Over training (evaluations)")

@@ -2,8 +2,12 @@
 import streamlit as st
 from PIL import Image
 
-from common import LIVE_SECONDS, line_chart, metrics, pick_run, run_names, runs_root, state_badge
+from common import (LIVE_SECONDS, line_chart, metrics, overlay_chart, pick_run, run_names, runs_root,
+                    state_badge)
 from gancore import launch, runs, views
+
+LINE_COLORS = {"loss_d": "#EF553B", "loss_g": "#636EFA", "d_real": "#00CC96", "d_fake": "#AB63FA",
+               "grad_norm_d": "#EF553B", "grad_norm_g": "#636EFA"}
 
 st.title("Monitor")
 pending = [p["name"] for p in launch.pending_runs(runs_root())]
@@ -64,27 +68,17 @@ def monitor():
     if df.empty:
         st.info("No metrics yet: the first record comes after `log_every` steps.")
     else:
-        left, right = st.columns(2)
         frames = {name: df}
-        for col, metric_names in ((left, ["loss_d", "loss_g"]), (right, ["d_real", "d_fake"])):
-            fig = None
-            for m in metric_names:
-                if m in df:
-                    part = line_chart({m: df.rename(columns={m: "_v"})}, "_v", colors={m: color_of(m)})
-                    fig = part if fig is None else fig.add_traces(part.data)
-            if fig is not None:
-                fig.update_layout(title=" and ".join(metric_names).replace("d_real", "D(x)").replace(
-                    "d_fake", "D(G(z))"), showlegend=True)
-                col.plotly_chart(fig, key=f"chart_{metric_names[0]}")
+        left, right = st.columns(2)
+        for col, metric_names, title in ((left, ["loss_d", "loss_g"], "loss_d and loss_g"),
+                                         (right, ["d_real", "d_fake"], "D(x) and D(G(z))")):
+            present = [m for m in metric_names if m in df]
+            if present:
+                col.plotly_chart(overlay_chart(df, present, title, LINE_COLORS), key=f"chart_{metric_names[0]}")
         left, right = st.columns(2)
         grads = [m for m in ("grad_norm_d", "grad_norm_g") if m in df]
         if grads:
-            fig = None
-            for m in grads:
-                part = line_chart({m: df.rename(columns={m: "_v"})}, "_v", colors={m: color_of(m)})
-                fig = part if fig is None else fig.add_traces(part.data)
-            fig.update_layout(title="gradient norms")
-            left.plotly_chart(fig, key="chart_grads")
+            left.plotly_chart(overlay_chart(df, grads, "gradient norms", LINE_COLORS), key="chart_grads")
         if "img_per_s" in df:
             right.plotly_chart(line_chart(frames, "img_per_s"), key="chart_speed")
         scores = [m for m in views.numeric_metrics(df) if m in views.EVAL_KEYS + ["kid_std", "is_std"]
@@ -110,14 +104,6 @@ def monitor():
 
     with st.expander("Log", expanded=state == "failed"):
         st.code("\n".join(launch.log_tail(path, 25)) or "(empty)", language=None)
-
-
-LINE_COLORS = {"loss_d": "#EF553B", "loss_g": "#636EFA", "d_real": "#00CC96", "d_fake": "#AB63FA",
-               "grad_norm_d": "#EF553B", "grad_norm_g": "#636EFA"}
-
-
-def color_of(metric: str) -> str:
-    return LINE_COLORS.get(metric, "#636EFA")
 
 
 monitor()

@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from common import LIVE_SECONDS, open_in, runs_root, state_badge
-from gancore import launch, runs, views
+from gancore import launch, views
 from gancore.errors import GancoreError
 
 QUICK_START = {"preset": "cgan-concat"}  # class-conditional DCGAN on MNIST-5k: about 5 minutes on 2 CPU cores

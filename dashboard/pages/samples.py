@@ -2,16 +2,15 @@
 import io
 
 import streamlit as st
-import torch
 
-from common import checkpoint_mtime, generator, pick_run, runs_root
+from common import checkpoint_mtime, generator, pick_run, run_names, runs_root
 from gancore import runs, views
 from gancore.errors import GancoreError
-from gancore.sample import class_morph, class_rows, image_grid, interpolation, noise, to_uint8
+from gancore.sample import class_morph, class_rows, generate, image_grid, interpolation, to_uint8
 
 st.title("Samples")
 root = runs_root()
-image_runs = [n for n in [p.name for p in reversed(runs.list_runs(root))]
+image_runs = [n for n in run_names()
               if runs.read_json(root / n / "data.json", {}).get("kind") == "image" and runs.checkpoints(root / n)]
 name = pick_run("Run", key="samples_pick", names=image_runs, help="image runs with at least one checkpoint")
 if name is None:
@@ -58,8 +57,7 @@ if conditional:
              f"{name}-classes-seed{seed}.png", "dl_rows")
 else:
     n = st.slider("Samples", 4, 128, 64, 4, key="samples_n")
-    with torch.no_grad():
-        x = to_uint8(G(noise(n, z_dim, seed, truncation), None))
+    x = to_uint8(generate(G, z_dim, n, seed=seed, truncation=truncation))
     show(x, 8, f"{name} · seed {seed}", f"{name}-seed{seed}.png", "dl_uncond")
 
 st.subheader("Latent interpolation")
