@@ -87,9 +87,10 @@ def reap() -> None:
             _children.remove(proc)
 
 
-def reserve(root, fields: dict) -> Path:
-    """Check the fields, pick the name, and make the pending run directory (launch.json, empty launch.log)."""
-    cfg = check_config(fields)
+def reserve(root, fields: dict, cfg: TrainConfig | None = None) -> Path:
+    """Check the fields (unless `cfg` is their checked config), pick the name, and make the pending run
+    directory (launch.json, empty launch.log)."""
+    cfg = cfg or check_config(fields)
     root = Path(root).resolve()
     if fields.get("name"):
         path = run_path(root, fields["name"])
@@ -142,15 +143,14 @@ def launch_sweep(base: dict, grid: dict[str, list], root=None, max_parallel: int
     names = [c.get("name") for c in combos if c.get("name")]
     if len(set(names)) != len(names):
         raise ConfigError("sweep: two runs would get the same name; give distinct values")
+    checked = []
     for fields in combos:
         try:
-            check_config(fields)
+            checked.append(check_config(fields))
         except ConfigError as e:
             values = ", ".join(f"{k}={fields[k]}" for k in grid if grid[k])
             raise ConfigError(f"{e} (sweep run {values})") from None
-    paths = []
-    for fields in combos:
-        paths.append(reserve(root or runs.default_root(), fields))
+    paths = [reserve(root or runs.default_root(), fields, cfg) for fields, cfg in zip(combos, checked)]
     proc = spawn(["sweep", "--max_parallel", str(max_parallel), *map(str, paths)], paths[0].parent / ".sweep.log")
     for path in paths:
         runs.update_status(path, pid=proc.pid)
@@ -188,8 +188,7 @@ def pending_runs(root=None) -> list[dict]:
         status = runs.read_status(path)
         state, error = "queued", None
         if status.get("pid") and not runs.is_active(status):
-            state, error = "failed", log_tail(path, 1)[-1:] or ["the process ended before training started"]
-            error = error[0]
+            state, error = "failed", (log_tail(path, 1) or ["the process ended before training started"])[0]
         out.append({"path": path, "name": path.name, "fields": runs.read_json(path / "launch.json", {}),
                     "status": status, "state": state, "error": error})
     return out
@@ -253,6 +252,5 @@ def clone_fields(run_dir) -> dict:
     launched = runs.read_json(run_dir / "launch.json")
     if launched:
         return {k: v for k, v in launched.items() if k not in ("name", "runs_root")}
-    config = runs.read_json(run_dir / "config.json", {})
-    default = TrainConfig().to_dict()
-    return {k: v for k, v in config.items() if k in default and v != default[k] and k not in ("name", "runs_root")}
+    explicit = TrainConfig.from_dict(runs.read_json(run_dir / "config.json", {})).explicit_fields()
+    return {k: v for k, v in explicit.items() if k not in ("name", "runs_root")}

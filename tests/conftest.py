@@ -1,6 +1,7 @@
 """Shared fixtures: every test writes runs into its own temporary runs root."""
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,16 @@ def runs_root(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("GANCORE_RUNS", str(root))
     return root
+
+
+def wait_for(predicate, timeout: float, what: str = "condition") -> None:
+    """Poll predicate() every 0.2 s until it holds; AssertionError after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def subprocess_env(runs_root) -> dict:

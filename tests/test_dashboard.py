@@ -1,7 +1,6 @@
 """Every dashboard page under Streamlit's AppTest: empty runs root, every kind of run, launching from the form."""
 import os
 import signal
-import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -9,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 import runs_fixture
 from gancore import runs
 from gancore.presets import PRESETS
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 APP = str(ROOT / "dashboard" / "app.py")
 PAGES = ["runs", "launch", "monitor", "compare", "samples", "mode_collapse"]
@@ -30,15 +29,6 @@ def button(at, label):
     found = [b for b in at.button if b.label == label]
     assert found, f"no button {label!r} among {[b.label for b in at.button]}"
     return found[0]
-
-
-def wait_for(predicate, timeout=120.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def kill(path):
@@ -133,7 +123,7 @@ def test_launch_form_starts_a_run(runs_root):
     path = runs_root / "from-form"
     assert path.is_dir() and runs.read_json(path / "launch.json")["dataset"] == "digits"
     assert "Launched 1 run: from-form" in at.success[0].value
-    wait_for(lambda: runs.read_status(path).get("state") == "done")
+    wait_for(lambda: runs.read_status(path).get("state") == "done", timeout=120, what="the launched run")
     assert runs.read_json(path / "config.json")["steps"] == 4
 
 
@@ -167,7 +157,7 @@ def test_launch_form_sweep_and_preset(runs_root):
     button(at, "Launch").click().run()
     assert not at.error
     paths = [runs_root / "sw-seed0", runs_root / "sw-seed1"]
-    wait_for(lambda: all(runs.read_status(p).get("state") == "done" for p in paths), timeout=180)
+    wait_for(lambda: all(runs.read_status(p).get("state") == "done" for p in paths), timeout=180, what="the sweep")
     assert runs.read_json(paths[1] / "config.json")["loss"] == "wgan-gp"
 
 

@@ -1,22 +1,12 @@
 """Launching runs as detached processes: names, reservation, sweeps with a concurrency limit, stop, resume, delete."""
 import json
 import os
-import time
 
 import pytest
 
 from gancore import launch, runs
 from gancore.errors import ConfigError, RunError
-from conftest import tiny
-
-
-def wait_for(predicate, timeout=90.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+from conftest import tiny, wait_for
 
 
 def state(path):
@@ -53,7 +43,7 @@ def test_launch_reserves_the_directory_and_trains_it_in_another_process(runs_roo
     except ProcessLookupError:
         pass  # already finished
     assert json.loads((path / "launch.json").read_text())["conditioning"] == "concat"
-    wait_for(lambda: state(path) == "done", what="the launched run to finish")
+    wait_for(lambda: state(path) == "done", 90, what="the launched run to finish")
     assert runs.read_json(path / "config.json")["name"] == "detached"
     assert len(runs.checkpoints(path)) == 2 and runs.sample_grids(path)
     assert launch.pending_runs(runs_root) == []
@@ -92,15 +82,15 @@ def test_sweep_checks_every_combination_before_launching_any(runs_root):
 
 def test_stop_resume_and_delete(runs_root):
     path = launch.launch(tiny(name="long", steps=100000, log_every=10, ckpt_every=50000), runs_root)
-    wait_for(lambda: state(path) == "running" and runs.read_status(path).get("step", 0) > 0, what="training")
+    wait_for(lambda: state(path) == "running" and runs.read_status(path).get("step", 0) > 0, 90, what="training")
     with pytest.raises(RunError, match="still running"):
         launch.delete(path, runs_root)
     launch.stop(path)
-    wait_for(lambda: state(path) == "stopped", what="the stop")
+    wait_for(lambda: state(path) == "stopped", 90, what="the stop")
     stopped_at = runs.read_status(path)["step"]
     assert max(runs.checkpoints(path)) == stopped_at  # checkpointed on SIGTERM
     launch.resume(path, steps=stopped_at + 4)
-    wait_for(lambda: state(path) == "done", what="the resumed run")
+    wait_for(lambda: state(path) == "done", 90, what="the resumed run")
     assert runs.read_status(path)["step"] == stopped_at + 4
     assert [r["step"] for r in runs.read_status(path)["resumes"]] == [stopped_at]
     with pytest.raises(RunError, match="not a run directory"):
@@ -111,6 +101,6 @@ def test_stop_resume_and_delete(runs_root):
 
 def test_clone_fields_give_what_was_launched(runs_root):
     path = launch.launch(tiny(name="orig", loss="hinge"), runs_root)
-    wait_for(lambda: state(path) == "done", what="the run")
+    wait_for(lambda: state(path) == "done", 90, what="the run")
     fields = launch.clone_fields(path)
     assert fields["loss"] == "hinge" and "name" not in fields and "runs_root" not in fields
