@@ -22,7 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gancore import image_metrics  # noqa: E402
-from gancore.config import TrainConfig, resolve  # noqa: E402
+from gancore.config import TrainConfig  # noqa: E402
+from gancore.setup import resolve  # noqa: E402
 from gancore.data import load_dataset  # noqa: E402
 from gancore.evaluator import evaluator_for  # noqa: E402
 from gancore.models import build_models  # noqa: E402

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gancore.config import TrainConfig, resolve, validate  # noqa: E402
+from gancore.config import TrainConfig  # noqa: E402
+from gancore.setup import resolve, validate  # noqa: E402
 from gancore.data import load_dataset  # noqa: E402
-from gancore.train import Trainer  # noqa: E402
+from gancore.trainer import Trainer  # noqa: E402
 
 CONFIGS = {
     "mnist-5k dcgan": dict(dataset="mnist-5k"),

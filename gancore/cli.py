@@ -98,7 +98,7 @@ def step_arg(value: str):
 
 
 def cmd_train(args) -> int:
-    from .train import RunFailed, train
+    from .trainer import RunFailed, train
 
     flags = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     try:
@@ -117,31 +117,36 @@ def cmd_train(args) -> int:
     return 0
 
 
+def warn(message: str) -> None:
+    print(f"gancore: warning: {message}", file=sys.stderr)
+
+
 def cmd_sample(args) -> int:
     from .runs import Run
     from .sample import sample_run, write_samples
 
     run = Run(args.run_dir)
     x, labels = sample_run(run.path, args.n, labels=args.label, seed=args.seed,
-                           truncation=args.truncation, step=args.step)
+                           truncation=args.truncation, step=args.step, on_skip=warn)
     write_samples(args.out, x, labels, run.data_info)
     print(args.out)
     return 0
 
 
 def cmd_runs(args) -> int:
-    from .runs import Run, default_root, is_active, list_runs
+    from .runs import default_root, is_active, list_runs, read_json_object, read_status
 
     root = args.root or default_root()
     rows = [("run", "status", "dataset", "model", "loss", "conditioning", "steps")]
     for path in list_runs(root):
-        run = Run(path)
-        c, st = run.config, run.status
+        c, st = read_json_object(path / "config.json"), read_status(path)
         state = st.get("state", "?")
         if state in ("queued", "running") and not is_active(st):
             state += " (no process)"  # killed without a chance to say so; --resume continues it
-        rows.append((path.name, state, c["dataset"], c["model"], c["loss"], c["conditioning"],
-                     f"{st.get('step', 0)}/{st.get('steps', c['steps'])}"))
+        if not c:
+            state += " (config.json unreadable)"
+        rows.append((path.name, state, *(c.get(k, "?") for k in ("dataset", "model", "loss", "conditioning")),
+                     f"{st.get('step', 0)}/{st.get('steps', c.get('steps', '?'))}"))
     if len(rows) == 1:
         print(f"no runs under {root}")
         return 0
@@ -168,7 +173,7 @@ def cmd_eval(args) -> int:
         for flag in ("dataset", "data_path"):
             if getattr(args, flag):
                 raise UsageError(f"--{flag}: applies to --npz; a run scores against its own data")
-        result = score_run(args.run_dir, args.n, args.step, args.seed)
+        result = score_run(args.run_dir, args.n, args.step, args.seed, on_skip=warn)
     print(json.dumps(result))
     return 0
 

@@ -1,25 +1,18 @@
 """The training config: one dataclass, every field with a default and a one-line comment.
 
 Every field is also a CLI flag (`--lr_g 1e-4`). Fields that say "auto" (or 0) are resolved
-against the dataset by `resolve()`, and the resolved config is what the run directory stores.
-`validate()` checks everything that can be checked without the data; `resolve()` the rest.
+against the dataset, and the resolved config is what the run directory stores. This module only
+holds the fields and turns strings into them: it is a leaf that imports nothing of gancore but its
+errors (and the preset table, a plain dict, when a preset is asked for). Checking the values and
+resolving them against the data is setup.py's job, where the lists of losses, networks and
+conditioning methods are read from the modules that define them.
 """
 import dataclasses
 import json
-import math
-import os
 import re
 from dataclasses import dataclass, fields
 
 from .errors import ConfigError
-
-LOSSES = ("minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge")
-MODELS = ("auto", "mlp", "dcgan", "resnet")
-CONDITIONINGS = ("none", "concat", "acgan", "projection")
-OPTIMIZERS = ("adam", "rmsprop")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp16")
-FID_BACKENDS = ("evaluator", "inception")
 
 
 @dataclass
@@ -159,153 +152,3 @@ def coerce(name: str, value):
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"--{name}: expected {ftype.__name__}, got {value!r}") from None
-
-
-def _choice(cfg, name, choices):
-    v = getattr(cfg, name)
-    if v not in choices:
-        raise ConfigError(f"--{name}: unknown value {v!r}; choose one of {', '.join(choices)}")
-
-
-def validate(cfg: TrainConfig) -> None:
-    """Checks that need no data. Raises ConfigError naming the first bad field."""
-    from .augment import POLICIES, parse_policy
-    from .data import DATASETS, NEEDS_PATH
-    from .presets import PRESETS
-
-    _choice(cfg, "dataset", DATASETS)
-    _choice(cfg, "model", MODELS)
-    _choice(cfg, "loss", LOSSES)
-    _choice(cfg, "conditioning", CONDITIONINGS)
-    _choice(cfg, "optimizer", OPTIMIZERS)
-    _choice(cfg, "device", DEVICES)
-    _choice(cfg, "precision", PRECISIONS)
-    _choice(cfg, "fid_backend", FID_BACKENDS)
-    if cfg.preset:
-        _choice(cfg, "preset", tuple(PRESETS))
-    if cfg.dataset in NEEDS_PATH and not cfg.data_path:
-        raise ConfigError(f"--data_path: dataset {cfg.dataset!r} needs a path to the data")
-    if cfg.name and (cfg.name in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.name)):
-        raise ConfigError(f"--name: {cfg.name!r} may only hold letters, digits, '.', '_' and '-'")
-    positive = ["embed_dim", "steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every",
-                "pack", "vbn_ref", "clip_value"]
-    for name in positive:
-        if not getattr(cfg, name) > 0:
-            raise ConfigError(f"--{name}: must be > 0 (got {getattr(cfg, name)})")
-    non_negative = ["z_dim", "point_scale", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth", "eval_every", "eval_n",
-                    "gp_weight", "acgan_weight", "acgan_fake_weight", "r1_gamma", "grad_clip", "weight_decay"]
-    for name in non_negative:
-        v = getattr(cfg, name)
-        if not (v >= 0 and math.isfinite(v)):
-            raise ConfigError(f"--{name}: must be >= 0 (got {v})")
-    if cfg.channels not in (0, 1, 3):
-        raise ConfigError(f"--channels: must be 0 (native), 1 or 3 (got {cfg.channels})")
-    for name in ["lr_g", "lr_d"]:
-        v = getattr(cfg, name)
-        if not (v > 0 and math.isfinite(v)):
-            raise ConfigError(f"--{name}: must be a positive number (got {v})")
-    for name in ["beta1", "beta2", "ema_decay", "d_dropout"]:
-        v = getattr(cfg, name)
-        if not 0 <= v < 1:
-            raise ConfigError(f"--{name}: must be in [0, 1) (got {v})")
-    if cfg.mbstd_group < 2:
-        raise ConfigError(f"--mbstd_group: must be >= 2 (got {cfg.mbstd_group})")
-    unknown = [p for p in parse_policy(cfg.diffaug) if p not in POLICIES]
-    if unknown:
-        raise ConfigError(f"--diffaug: unknown policy {unknown[0]!r}; use a comma list of {', '.join(POLICIES)}")
-    if cfg.precision != "fp32" and cfg.device == "cpu":
-        raise ConfigError(f"--precision: {cfg.precision} autocast needs a CUDA device (device is cpu)")
-    check_combination(cfg, points=cfg.dataset in ("ring", "grid"))
-    if cfg.fid_backend == "inception":
-        from .image_metrics import inception_weights
-
-        inception_weights()  # fails here, before any training, when the weights are not on this machine
-
-
-def check_combination(cfg, points: bool) -> None:
-    """Refuse combinations that do not make sense, saying why. `points`: the data is 2-D."""
-    if points and cfg.model in ("dcgan", "resnet"):
-        raise ConfigError(f"--model: {cfg.model} needs images; dataset {cfg.dataset!r} is 2-D points (use mlp)")
-    if cfg.model == "mlp" and cfg.conditioning == "projection":
-        raise ConfigError("--conditioning: projection conditions G through conditional batch norm, "
-                          "which the mlp generator does not have (use dcgan or resnet, or concat/acgan)")
-    if cfg.vbn and cfg.model == "mlp":
-        raise ConfigError("--vbn: virtual batch norm replaces G's batch norm, which the mlp generator does not have")
-    if cfg.vbn and cfg.conditioning == "projection":
-        raise ConfigError("--vbn: projection conditioning needs G's conditional batch norm; "
-                          "virtual batch norm would replace it")
-    if cfg.pack > 1 and cfg.conditioning != "none":
-        raise ConfigError(f"--pack: packing joins {cfg.pack} samples into one D decision, which has no single "
-                          f"label; use it with conditioning none")
-    if cfg.batch_size % cfg.pack:
-        raise ConfigError(f"--pack: batch_size {cfg.batch_size} must be a multiple of pack {cfg.pack}")
-    if cfg.label_smoothing:
-        from .losses import SMOOTHABLE
-
-        if cfg.loss not in SMOOTHABLE:
-            raise ConfigError(f"--label_smoothing: {cfg.loss} has no target to smooth "
-                              f"(only {', '.join(SMOOTHABLE)})")
-        if not 0 < cfg.label_smoothing < 0.5:
-            raise ConfigError(f"--label_smoothing: must be in [0, 0.5) (got {cfg.label_smoothing})")
-    if cfg.diffaug and points:
-        raise ConfigError(f"--diffaug: DiffAugment transforms images; dataset {cfg.dataset!r} is 2-D points")
-    if points and cfg.fid_backend != "evaluator":
-        raise ConfigError(f"--fid_backend: applies to images; dataset {cfg.dataset!r} is 2-D points "
-                          f"(scored by mode coverage)")
-    if points and cfg.eval_train_evaluator:
-        raise ConfigError(f"--eval_train_evaluator: evaluators score images; dataset {cfg.dataset!r} is 2-D points "
-                          f"(scored by mode coverage)")
-    if not points and 0 < cfg.eval_n < 10:
-        raise ConfigError(f"--eval_n: image metrics need at least 10 samples (got {cfg.eval_n})")
-
-
-def resolve(cfg: TrainConfig, data) -> TrainConfig:
-    """Fill the 'auto' fields from the dataset and check what depends on it. Returns a new config."""
-    import torch
-
-    c = dataclasses.replace(cfg)
-    if c.device == "auto":
-        c.device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif c.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device: cuda requested but no CUDA device is available")
-    if c.precision != "fp32" and c.device == "cpu":
-        raise ConfigError(f"--precision: {c.precision} autocast needs a CUDA device (device resolved to cpu)")
-    if c.runs_root == "":
-        c.runs_root = os.environ.get("GANCORE_RUNS", "runs")
-    points = data.kind == "points"
-    if c.model == "auto":
-        c.model = "mlp" if points else "dcgan"
-    check_combination(c, points)
-    c.z_dim = c.z_dim or (2 if points else 64)
-    from .metrics import N_IMAGES_TRAINING, N_POINTS
-
-    c.eval_n = c.eval_n or (N_POINTS if points else N_IMAGES_TRAINING)
-    if c.conditioning != "none" and data.num_classes == 0:
-        raise ConfigError(f"--conditioning: {c.conditioning} needs class labels, and dataset {c.dataset!r} has none")
-    if c.batch_size > len(data.x):
-        raise ConfigError(f"--batch_size: {c.batch_size} is larger than the dataset ({len(data.x)} samples)")
-    if not points:
-        c.channels, c.image_size = data.shape[0], data.shape[1]
-    if points:
-        c.point_scale = c.point_scale or round(float(data.x.std()), 4)
-    if c.model == "mlp":
-        c.g_width, c.d_width = c.g_width or (256 if points else 512), c.d_width or (256 if points else 512)
-        c.g_depth, c.d_depth = c.g_depth or 3, c.d_depth or 3
-        return c
-    from .models.dcgan import max_stages
-
-    stages = max_stages(c.image_size)
-    if stages == 0:
-        raise ConfigError(f"--image_size: {c.model} needs an even size that halves to 3..7 (got {c.image_size}); "
-                          f"resize with --image_size 32")
-    for name in ("g_depth", "d_depth"):
-        if getattr(c, name) == 0:
-            setattr(c, name, stages)
-        elif getattr(c, name) > stages:
-            raise ConfigError(f"--{name}: {c.image_size}px images allow at most {stages} stages (got {getattr(c, name)})")
-    if c.model == "dcgan":
-        width = 32 if c.image_size <= 32 else 64  # 32 keeps MNIST-5k under 5 minutes on 2 CPU cores
-    else:
-        width = 64 if c.image_size <= 32 else 128
-    c.g_width, c.d_width = c.g_width or width, c.d_width or width
-    return c

@@ -27,6 +27,7 @@ from PIL import Image
 from gancore.errors import ConfigError, DataError
 
 EMBEDDED = ("mnist-5k", "digits", "ring", "grid")  # need no path
+POINT_SETS = ("ring", "grid")  # 2-D points; every other set holds images
 NEEDS_PATH = ("folder", "npz", "mnist", "fashion-mnist", "cifar10")
 DATASETS = EMBEDDED + NEEDS_PATH
 

@@ -32,6 +32,7 @@ from gancore.runs import torch_save_atomic
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "evaluators"
 SHIPPED = ("mnist-5k", "digits")      # embedded labelled sets with weights in SHIPPED_DIR
+FEATURE_BACKENDS = ("evaluator", "inception")  # fid_backend: these classifiers, or Inception (image_metrics.py)
 FILE_FORMAT = 1                       # bump when the file layout or the architecture changes
 DEFAULT_EPOCHS = 15                   # enough for >= 97 % held-out accuracy on mnist-5k and digits
 DEFAULT_CACHE = Path.home() / ".cache" / "gancore" / "evaluators"  # when $GANCORE_CACHE is not set

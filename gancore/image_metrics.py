@@ -24,8 +24,9 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from .errors import ConfigError
-from .evaluator import EvaluatorError, cache_root, fingerprint, heldout_split, weights_sha256
+from .evaluator import FEATURE_BACKENDS, EvaluatorError, cache_root, fingerprint, heldout_split, weights_sha256
 from .runs import torch_save_atomic
+from .sample import quantize
 
 REF_MAX = 10_000        # real images in a reference at most (a fixed random subset beyond that)
 KID_SUBSET = 500        # KID subset size (fewer when fewer samples); 100 subsets, torchmetrics' default
@@ -120,8 +121,8 @@ class ImageScorer:
     def __init__(self, data, evaluator=None, report=None, backend="evaluator", split="all", device="cpu"):
         if data.kind != "image":
             raise EvaluatorError(f"dataset {data.name!r} holds 2-D points; image metrics need images")
-        if backend not in ("evaluator", "inception"):
-            raise ConfigError(f"--fid_backend: unknown value {backend!r}; choose one of evaluator, inception")
+        if backend not in FEATURE_BACKENDS:
+            raise ConfigError(f"--fid_backend: unknown value {backend!r}; choose one of {', '.join(FEATURE_BACKENDS)}")
         if evaluator is None and backend == "evaluator":
             raise EvaluatorError(f"dataset {data.name!r}: no evaluator given for fid_backend evaluator")
         self.device = torch.device(device)
@@ -155,7 +156,7 @@ class ImageScorer:
         """A batch as the feature network takes it: [-1, 1] floats (evaluator) or uint8 RGB (Inception)."""
         x = x.to(self.device)
         if self.backend == "inception":
-            x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            x = quantize(x)
             x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
         return x
 

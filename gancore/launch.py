@@ -24,44 +24,31 @@ import time
 from pathlib import Path
 
 from . import runs
-from .config import TrainConfig, resolve, validate
+from .config import TrainConfig
 from .errors import ConfigError, RunError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # so children import this gancore, installed or not
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
 _children: list[subprocess.Popen] = []  # processes started here; polled so that finished ones are reaped
 
 
-def safe_name(name: str) -> str:
-    """A run name that stays one directory below the runs root; ConfigError otherwise."""
-    name = name.strip()
-    if not NAME_RE.fullmatch(name) or name in (".", ".."):
-        raise ConfigError(f"name: {name!r} may only hold letters, digits, '.', '_' and '-', start with a letter "
-                          f"or digit, and be at most 120 characters")
-    return name
-
-
 def run_path(root, name: str) -> Path:
-    """<root>/<name>, refusing anything that would land outside root."""
+    """<root>/<name>, refusing a name that breaks runs.check_name or would land outside root."""
     root = Path(root).resolve()
-    path = (root / safe_name(name)).resolve()
+    path = (root / runs.check_name(name.strip())).resolve()
     if path.parent != root:
-        raise ConfigError(f"name: {name!r} points outside the runs root {root}")
+        raise ConfigError(f"--name: {name!r} points outside the runs root {root}")
     return path
 
 
 def check_config(fields: dict) -> TrainConfig:
     """The resolved config these fields would train, or ConfigError naming the first bad field.
 
-    Runs the same checks as `gancore train` before it starts (including those that need the data), so a
-    form can refuse what the trainer would refuse.
+    The trainer's own setup (setup.load_and_resolve, data-dependent checks included), so a form
+    refuses exactly what the trainer would refuse.
     """
-    from .data import load_dataset
+    from .setup import load_and_resolve
 
-    cfg = TrainConfig.from_dict(fields, source="form")
-    validate(cfg)
-    data = load_dataset(cfg.dataset, cfg.data_path or None, cfg.image_size, cfg.channels, cfg.seed)
-    return resolve(cfg, data)
+    return load_and_resolve(fields, source="form")[0]
 
 
 def child_env() -> dict:
@@ -90,17 +77,12 @@ def reap() -> None:
 def reserve(root, fields: dict, cfg: TrainConfig | None = None) -> Path:
     """Check the fields (unless `cfg` is their checked config), pick the name, and make the pending run
     directory (launch.json, empty launch.log)."""
-    cfg = cfg or check_config(fields)
-    root = Path(root).resolve()
-    if fields.get("name"):
-        path = run_path(root, fields["name"])
-    else:
-        from .train import default_name
+    from .setup import default_name
 
-        path = run_path(root, default_name(cfg))
-    if path.exists():
-        raise RunError(f"name: run directory {path} already exists")
-    path.mkdir(parents=True)
+    cfg = cfg or check_config(fields)
+    root = runs.ensure_root(root).resolve()
+    name = run_path(root, fields.get("name") or default_name(cfg)).name
+    path = runs.reserve_run_dir(root, name, numbered=not fields.get("name"))  # atomic: one process wins a name
     launch = {k: v for k, v in fields.items() if v != ""} | {"name": path.name, "runs_root": str(root)}
     runs.write_json_atomic(path / "launch.json", launch)
     (path / "launch.log").touch()
@@ -189,7 +171,7 @@ def pending_runs(root=None) -> list[dict]:
         state, error = "queued", None
         if status.get("pid") and not runs.is_active(status):
             state, error = "failed", (log_tail(path, 1) or ["the process ended before training started"])[0]
-        out.append({"path": path, "name": path.name, "fields": runs.read_json(path / "launch.json", {}),
+        out.append({"path": path, "name": path.name, "fields": runs.read_json_object(path / "launch.json"),
                     "status": status, "state": state, "error": error})
     return out
 
@@ -228,8 +210,10 @@ def resume(run_dir, steps: int | None = None) -> subprocess.Popen:
     if not runs.checkpoints(run_dir):
         raise RunError(f"{run_dir.name}: no checkpoint to resume from")
     args = ["train", "--resume", str(run_dir)] + (["--steps", str(steps)] if steps else [])
+    before = {"state": status.get("state"), "error": status.get("error")}  # put back if the resume cannot start
+    runs.update_status(run_dir, state="queued", pid=None, before_resume=before)
     proc = spawn(args, run_dir / "launch.log")
-    runs.update_status(run_dir, state="queued", pid=proc.pid)
+    runs.update_status(run_dir, pid=proc.pid)
     return proc
 
 
@@ -249,8 +233,8 @@ def delete(run_dir, root=None) -> None:
 def clone_fields(run_dir) -> dict:
     """The fields to launch a copy of a run with: what it was launched with, else its explicit config."""
     run_dir = Path(run_dir)
-    launched = runs.read_json(run_dir / "launch.json")
+    launched = runs.read_json_object(run_dir / "launch.json")
     if launched:
         return {k: v for k, v in launched.items() if k not in ("name", "runs_root")}
-    explicit = TrainConfig.from_dict(runs.read_json(run_dir / "config.json", {})).explicit_fields()
+    explicit = TrainConfig.from_dict(runs.read_json_object(run_dir / "config.json")).explicit_fields()
     return {k: v for k, v in explicit.items() if k not in ("name", "runs_root")}

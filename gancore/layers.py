@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .conditioning import METHODS
+
 
 class BatchNorm(nn.Module):
     """Plain batch norm with the (x, y) signature of the conditional layers."""
@@ -59,8 +61,9 @@ class VirtualBatchNorm(nn.Module):
 
 
 def make_norm(channels: int, conditioning: str, num_classes: int, vbn_ref: int = 0) -> nn.Module:
-    """G's normalisation: conditional BN for projection conditioning, virtual BN when asked, else BN."""
-    if conditioning == "projection":
+    """G's normalisation: conditional BN when the conditioning method asks for it (projection), virtual BN
+    when asked, else BN."""
+    if METHODS[conditioning].g_norm_conditional:
         return ConditionalBatchNorm(channels, num_classes)
     if vbn_ref:
         return VirtualBatchNorm(channels, vbn_ref)

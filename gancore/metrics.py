@@ -9,23 +9,19 @@ histogram from the project's evaluator (image_metrics.py).
 Every evaluation returns its scores plus `provenance`: which network scored them (name, weights
 sha256), against which reference (data, split, fingerprint, number of real samples), on how many
 generated samples, with which seed. Two scores are the same metric only when their provenance
-agrees (`check_comparable`); the seed is the exception, as it only picks which samples are drawn.
+agrees (`check_comparable`, in records.py with the rest of the provenance rules); the seed is the
+exception, as it only picks which samples are drawn.
 """
 import math
 
 import torch
 
-from .errors import GancoreError
+from .records import COMPARED, ProvenanceMismatch, check_comparable, primary_score, provenance_difference  # noqa: F401
+from .sample import balanced_labels, generate, quantize
 
 N_POINTS = 2500          # the PacGAN/VEEGAN sample count
 N_IMAGES = 10_000        # images scored by `gancore eval` unless --n says otherwise
 N_IMAGES_TRAINING = 2000  # images per evaluation during training (eval_n 0): under 5 % of training time
-# Provenance fields that must agree for two scores to be compared (all but the seed).
-COMPARED = ("evaluator", "weights_sha256", "reference", "data_fingerprint", "n_real", "n_gen")
-
-
-class ProvenanceMismatch(GancoreError):
-    """Two scores were produced differently (another evaluator, reference or sample count)."""
 
 
 def mode_coverage(points: torch.Tensor, modes: torch.Tensor, sigma: float) -> dict:
@@ -52,46 +48,6 @@ def points_provenance(data, n_gen: int, seed: int) -> dict:
             "n_gen": int(n_gen), "seed": int(seed)}
 
 
-def provenance_difference(a: dict, b: dict) -> str | None:
-    """Why scores with provenance a and b are not the same metric, or None when they are.
-
-    a, b: provenance dicts, or evaluation records that hold one under "provenance".
-    """
-    a, b = a.get("provenance", a), b.get("provenance", b)
-    for key in COMPARED:
-        if key not in a or key not in b:
-            return f"provenance has no {key!r}"
-        if a[key] != b[key]:
-            return f"{key} differs ({a[key]!r} vs {b[key]!r})"
-    return None
-
-
-def check_comparable(a: dict, b: dict) -> None:
-    """Raise ProvenanceMismatch unless two scores (or their provenance) may be compared or combined."""
-    reason = provenance_difference(a, b)
-    if reason:
-        raise ProvenanceMismatch(f"scores are not comparable: {reason}")
-
-
-def primary_score(scores: dict):
-    """(metric name, key) of an evaluation, a larger key being better; None when there is none or it is not finite.
-
-    Images rank by FID (lower is better); 2-D data by modes captured, then high-quality share.
-    """
-    if "fid" in scores:
-        name, key = "fid", (-scores["fid"],)
-    elif "modes" in scores:
-        name, key = "modes,hq_share", (scores["modes"], scores["hq_share"])
-    else:
-        return None
-    return (name, key) if all(isinstance(v, (int, float)) and math.isfinite(v) for v in key) else None
-
-
-def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
-    """(n,) classes in equal sorted blocks 0 0 .. 1 1 .. k-1: every class gets n/k samples."""
-    return torch.arange(n) * num_classes // n
-
-
 @torch.no_grad()
 def evaluate(G, z_dim: int, data, conditional: bool, n: int = 0, seed: int = 0, scorer=None,
              device="cpu") -> dict:
@@ -102,8 +58,6 @@ def evaluate(G, z_dim: int, data, conditional: bool, n: int = 0, seed: int = 0, 
     Generated images are rounded to 8-bit levels first, as saved samples are, so a run and an .npz
     exported from it score the same.
     """
-    from .sample import generate
-
     n = n or (N_POINTS if data.kind == "points" else N_IMAGES)
     if data.kind == "image" and scorer is None:
         return {}
@@ -111,30 +65,29 @@ def evaluate(G, z_dim: int, data, conditional: bool, n: int = 0, seed: int = 0, 
     x = generate(G, z_dim, n, labels, seed=seed, device=device)  # (n, ...) float on the CPU
     if data.kind == "points":
         return {**mode_coverage(x, data.modes.cpu(), data.sigma), "provenance": points_provenance(data, n, seed)}
-    x = ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1  # (n, C, H, W) on the 8-bit grid
+    x = quantize(x).float() / 127.5 - 1  # (n, C, H, W) on the 8-bit grid
     return scorer.score(x, labels, seed=seed)
 
 
 # ---------------------------------------------------------------- scoring from outside the trainer
-def score_run(run_dir, n: int = 0, step=None, seed: int = 0) -> dict:
-    """`gancore eval RUN_DIR`: the metrics of a run's checkpoint (latest, a step, or "best") as one dict."""
-    from .data import load_dataset
+def score_run(run_dir, n: int = 0, step=None, seed: int = 0, on_skip=None) -> dict:
+    """`gancore eval RUN_DIR`: the metrics of a run's checkpoint (latest that loads, a step, or "best") as one dict.
+
+    on_skip(message): told about each unreadable checkpoint newer than the one scored (default: a warning).
+    """
+    from . import runs
     from .image_metrics import scorer_for
-    from .runs import read_status
-    from .sample import load_generator
+    from .sample import generator_from_state, open_run_for_sampling, warn
+    from .setup import load_and_resolve
 
-    G, cfg, info = load_generator(run_dir, step)
-    if step == "best":
-        step = read_status(run_dir)["best"]["step"]
-    elif step is None:
-        from .runs import checkpoints
-
-        step = max(checkpoints(run_dir))
-    data = load_dataset(cfg["dataset"], cfg.get("data_path") or None, cfg.get("image_size", 0),
-                        cfg.get("channels", 0), cfg.get("seed", 0))
-    scorer = scorer_for(data, cfg.get("fid_backend", "evaluator")) if data.kind == "image" else None
+    run = open_run_for_sampling(run_dir)
+    step, state = runs.read_checkpoint(run.path, step, on_skip or warn)
+    # scored on the CPU whatever the run trained on (autocast does not apply to scoring)
+    cfg, data = load_and_resolve(dict(run.config, device="cpu", precision="fp32"), source=str(run.path / "config.json"))
+    G = generator_from_state(state, run.config, run.data_info)
+    scorer = scorer_for(data, cfg.fid_backend) if data.kind == "image" else None
     return {"run": str(run_dir), "step": step,
-            **evaluate(G, cfg["z_dim"], data, info.get("conditional", False), n, seed, scorer)}
+            **evaluate(G, cfg.z_dim, data, run.data_info.get("conditional", False), n, seed, scorer)}
 
 
 def score_npz(path, dataset: str, data_path=None, image_size: int = 0, channels: int = 0, n: int = 0,

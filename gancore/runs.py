@@ -10,8 +10,9 @@
         checkpoints/ckpt_NNNNNNN.pt
         checkpoints/best.pt  the checkpoint of the best evaluation so far (status.json "best" says which)
 
-The trainer writes; readers only read. JSON files are replaced atomically (temp file + rename);
-a reader of metrics.jsonl skips a half-written last line. docs/ARCHITECTURE.md is the full spec.
+The trainer writes; readers only read. Every file but the two logs is replaced atomically
+(`atomic_write`: temp file + rename); a reader of metrics.jsonl skips a half-written last line, and
+every reader here survives a file that is missing, torn or corrupt. docs/ARCHITECTURE.md is the full spec.
 """
 import json
 import os
@@ -22,47 +23,82 @@ from pathlib import Path
 
 import orjson
 
-from .errors import RunError
+from .errors import ConfigError, RunError
 
 SCHEMA_VERSION = 1
 STATES = ("queued", "running", "done", "failed", "stopped")
-CKPT_RE = re.compile(r"ckpt_(\d+)\.pt$")
+# One pattern per kind of file a reader looks for. Temp files (`.<name>.<pid>.tmp`, see atomic_write)
+# start with a dot and end in .tmp, so they never match any of these.
+CKPT_RE = re.compile(r"ckpt_(\d+)\.pt")
+GRID_RE = re.compile(r"step_(\d+)\.png")
+POINTS_RE = re.compile(r"step_(\d+)\.npz")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")  # a run name: one directory below the runs root
+CHECKPOINT_KEYS = ("step", "images_seen", "elapsed", "config", "G", "D", "G_ema", "opt_g", "opt_d", "scaler_g",
+                   "scaler_d", "rng")
 
 
-def write_json_atomic(path, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+class CheckpointError(RunError):
+    """A checkpoint file is missing, truncated, corrupt or not a gancore checkpoint; the message names it."""
 
 
-def torch_save_atomic(obj, path) -> None:
-    """torch.save through a temp file and a rename: a crash leaves the previous file (or none), never half of one."""
-    import torch
+# ---------------------------------------------------------------- writing
+def atomic_write(path, write) -> None:
+    """Write a file through a temp file and a rename: readers see the previous file (or none), never half of one.
 
+    `write(f)` fills a binary file object. The temp file is `.<name>.<pid>.tmp` beside `path`: hidden,
+    unique per process, and matching no reader's pattern. Used for JSON, checkpoints, PNG and NPZ alike.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: that makes the file private
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
+def write_json_atomic(path, obj) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+
+
+def torch_save_atomic(obj, path) -> None:
+    import torch
+
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def save_png_atomic(image, path) -> None:
+    """A PIL image as PNG."""
+    atomic_write(path, lambda f: image.save(f, format="PNG"))
+
+
+def save_npz_atomic(path, **arrays) -> None:
+    import numpy as np
+
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
 def read_json(path, default=None):
+    """A JSON file's content, or `default` when it is missing, torn or not JSON."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):  # missing, unreadable, half-written, not UTF-8, not JSON
         return default
 
 
+def read_json_object(path) -> dict:
+    """A JSON object file (config.json, data.json, status.json ...): {} when missing, torn or not an object."""
+    obj = read_json(path, {})
+    return obj if isinstance(obj, dict) else {}
+
+
 def read_status(run_dir) -> dict:
-    return read_json(Path(run_dir) / "status.json", {})
+    return read_json_object(Path(run_dir) / "status.json")
 
 
 def update_status(run_dir, **fields) -> dict:
@@ -78,7 +114,7 @@ def pid_alive(pid) -> bool:
         return False
     try:
         os.kill(int(pid), 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, ValueError, TypeError, OverflowError):
         return False
     except PermissionError:  # exists, owned by someone else
         return True
@@ -90,54 +126,63 @@ def is_active(status: dict) -> bool:
     if status.get("state") not in ("queued", "running"):
         return False
     if status.get("host") not in (None, socket.gethostname()):
-        return time.time() - status.get("heartbeat", 0) < 120  # cannot see the pid; trust a fresh heartbeat
+        heartbeat = status.get("heartbeat")
+        # cannot see the pid; trust a fresh heartbeat
+        return isinstance(heartbeat, (int, float)) and time.time() - heartbeat < 120
     return pid_alive(status.get("pid"))
 
 
 def read_metrics(run_dir) -> list[dict]:
     """Every complete record of metrics.jsonl; a half-written or corrupt line is skipped."""
     try:
-        with open(Path(run_dir) / "metrics.jsonl") as f:
-            text = f.read()
-    except FileNotFoundError:
+        with open(Path(run_dir) / "metrics.jsonl", "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
         return []
     text = text[: text.rfind("\n") + 1]  # a last line without its newline is still being written
     whole = "[" + ",".join(text.splitlines()) + "]"
+    records = None
     try:  # one parse of the whole file: a 20,000-step log in ~0.1 s instead of ~0.4 s line by line
-        return orjson.loads(whole)
+        records = orjson.loads(whole)
     except orjson.JSONDecodeError:
-        pass
-    try:  # orjson refuses Infinity/NaN, which json.dumps writes for a reverse KL of inf
-        return json.loads(whole)
-    except json.JSONDecodeError:
-        pass
-    records = []
-    for line in text.splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+        try:  # orjson refuses Infinity/NaN, which json.dumps writes for a reverse KL of inf
+            records = json.loads(whole)
+        except ValueError:
+            pass
+    if records is None:
+        records = []
+        for line in text.splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    # a record is an object with an integer step; anything else (garbage from a torn write) is not one
+    return [r for r in records if isinstance(r, dict) and isinstance(r.get("step"), int)]
 
 
 def truncate_metrics(run_dir, last_step: int) -> None:
     """Drop records after `last_step` (the resume point) so the resumed history has no duplicates."""
-    path = Path(run_dir) / "metrics.jsonl"
-    keep = [r for r in read_metrics(run_dir) if r.get("step", 0) <= last_step]
-    tmp = path.with_name(".metrics.jsonl.tmp")
-    with open(tmp, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in keep)
-    os.replace(tmp, path)
+    keep = [r for r in read_metrics(run_dir) if r["step"] <= last_step]
+    atomic_write(Path(run_dir) / "metrics.jsonl", lambda f: f.write("".join(json.dumps(r) + "\n" for r in keep).encode()))
 
 
-def checkpoints(run_dir) -> dict[int, Path]:
-    """{step: path} of the checkpoints in a run, in step order."""
+def _numbered(directory, pattern) -> dict[int, Path]:
+    """{number: path} of the files in `directory` whose whole name matches `pattern`, in number order."""
     found = {}
-    for p in (Path(run_dir) / "checkpoints").glob("ckpt_*.pt"):
-        m = CKPT_RE.search(p.name)
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return {}
+    for p in entries:
+        m = pattern.fullmatch(p.name)
         if m:
             found[int(m.group(1))] = p
     return dict(sorted(found.items()))
+
+
+def checkpoints(run_dir) -> dict[int, Path]:
+    """{step: path} of the checkpoints in a run, in step order (whether they load is load_checkpoint's business)."""
+    return _numbered(Path(run_dir) / "checkpoints", CKPT_RE)
 
 
 def checkpoint_path(run_dir, step: int) -> Path:
@@ -150,38 +195,194 @@ def best_checkpoint_path(run_dir) -> Path:
 
 def sample_grids(run_dir) -> dict[int, Path]:
     """{step: png path} of the progress grids, in step order."""
-    grids = {}
-    for p in (Path(run_dir) / "samples").glob("step_*.png"):
-        grids[int(p.stem.split("_")[1])] = p
-    return dict(sorted(grids.items()))
+    return _numbered(Path(run_dir) / "samples", GRID_RE)
 
 
+def sample_points(run_dir) -> dict[int, Path]:
+    """{step: npz path} of a 2-D run's saved points, in step order."""
+    return _numbered(Path(run_dir) / "samples", POINTS_RE)
+
+
+# ---------------------------------------------------------------- checkpoints
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0][:160] if text else "") or type(e).__name__
+
+
+def load_checkpoint(path) -> dict:
+    """A checkpoint's state dict, loaded to the CPU; CheckpointError naming the file when it cannot be used."""
+    import torch
+
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as e:  # truncated zip, a foreign pickle, an unreadable file ...
+        raise CheckpointError(f"{path}: unreadable checkpoint ({_first_line(e)})") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a gancore checkpoint (no {missing[0]!r})")
+    return state
+
+
+def checkpoint_problem(path) -> str | None:
+    """A cheap check (no tensors read) for a dashboard that polls: why a checkpoint cannot load, or None.
+
+    torch.save writes a zip archive; a truncated or overwritten file has no readable central directory.
+    load_checkpoint remains the full check.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            if not any(n.endswith("data.pkl") for n in z.namelist()):
+                return f"{Path(path).name}: not a torch checkpoint archive"
+    except FileNotFoundError:
+        return None  # replaced between listing and checking: the next look sees the new one
+    except (OSError, zipfile.BadZipFile) as e:
+        return f"{Path(path).name}: unreadable checkpoint ({_first_line(e)})"
+    return None
+
+
+def latest_loadable_checkpoint(run_dir, on_skip=None, before=None):
+    """(step, path, state) of the newest checkpoint that loads, or None when none does (or there is none).
+
+    Each unreadable one newer than it is reported through `on_skip(message)` (its file and why) and left
+    on disk. `before`: only consider steps up to this one.
+    """
+    for step, path in reversed(checkpoints(run_dir).items()):
+        if before is not None and step > before:
+            continue
+        try:
+            return step, path, load_checkpoint(path)
+        except CheckpointError as e:
+            if on_skip:
+                on_skip(f"skipped {e}")
+    return None
+
+
+def read_checkpoint(run_dir, step=None, on_skip=None):
+    """(step, state) of a run's checkpoint for reading (sampling, scoring).
+
+    step None: the newest that loads, unreadable newer ones reported through `on_skip`; an int or
+    "best": exactly that file, CheckpointError when it cannot be loaded.
+    """
+    run_dir = Path(run_dir)
+    found = checkpoints(run_dir)
+    if step == "best":
+        path = best_checkpoint_path(run_dir)
+        if not path.is_file():
+            raise RunError(f"--step: {run_dir} has no best checkpoint (it is kept when eval_every > 0 and the "
+                           f"run has image metrics or 2-D data)")
+        state = load_checkpoint(path)
+        return state["step"], state
+    if not found:
+        raise RunError(f"{run_dir}: no checkpoint yet")
+    if step is not None:
+        if step not in found:
+            raise RunError(f"--step: {run_dir} has no checkpoint at step {step} "
+                           f"(it has {', '.join(map(str, found))})")
+        return step, load_checkpoint(found[step])
+    loaded = latest_loadable_checkpoint(run_dir, on_skip)
+    if loaded is None:
+        raise CheckpointError(f"{run_dir}: no checkpoint loads ({', '.join(p.name for p in found.values())} "
+                              f"all unreadable)")
+    return loaded[0], loaded[2]
+
+
+# ---------------------------------------------------------------- run directories
 def default_root() -> str:
-    return os.environ.get("GANCORE_RUNS", "runs")
+    """The runs root when none is given: $GANCORE_RUNS, else ./runs."""
+    return os.environ.get("GANCORE_RUNS") or "runs"
+
+
+def ensure_root(root) -> Path:
+    """Make the runs root (and its parents) if needed; ConfigError naming it when that cannot be done."""
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"--runs_root: cannot create {root}: a file stands at that path") from None
+    except OSError as e:
+        raise ConfigError(f"--runs_root: cannot create {root}: {e.strerror or e}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigError(f"--runs_root: cannot create runs in {root}: permission denied")
+    return root
+
+
+def check_name(name: str) -> str:
+    """A run name that stays one directory below the runs root (the one rule for CLI, API and dashboard)."""
+    if not NAME_RE.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(f"--name: {name!r} may only hold letters, digits, '.', '_' and '-', start with a "
+                          f"letter or digit, and be at most 120 characters")
+    return name
 
 
 def list_runs(root=None) -> list[Path]:
     """Run directories (those with a config.json) under root, oldest first."""
     root = Path(root or default_root())
-    if not root.is_dir():
+    try:
+        entries = list(root.iterdir())
+    except OSError:
         return []
-    runs = [p for p in root.iterdir() if (p / "config.json").is_file()]
-    return sorted(runs, key=lambda p: (p / "config.json").stat().st_mtime)
+    found = []
+    for p in entries:
+        try:
+            found.append(((p / "config.json").stat().st_mtime, p))
+        except OSError:  # not a run, or deleted while listing
+            continue
+    return [p for _, p in sorted(found)]
 
 
-def create_run_dir(root, name) -> Path:
-    """Make <root>/<name> for a new run; never reuse an existing directory."""
-    path = Path(root) / name
-    if path.exists() and not is_reservation(path):
-        raise RunError(f"--name: run directory {path} already exists (use --resume {path} to continue it)")
-    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+def claim_run_dir(root, name: str, numbered: bool = False) -> Path:
+    """Atomically make <root>/<name> for a new run, or take over launch.py's reservation of it.
+
+    Claiming is one `mkdir` that refuses an existing path, so of several processes racing for one
+    name exactly one wins; a reservation is claimed by making its `checkpoints/` the same way.
+    numbered (default names): a taken name moves on to <name>-2, <name>-3, ... instead of failing.
+    """
+    root = ensure_root(root)
+    for i in range(1, 10_000):
+        path = root / (name if i == 1 else f"{name}-{i}")
+        try:
+            path.mkdir()
+            (path / "checkpoints").mkdir()
+        except FileExistsError:
+            try:
+                if is_reservation(path):
+                    (path / "checkpoints").mkdir()  # the claim itself: only one process can make it
+                    break
+            except FileExistsError:
+                pass
+            if numbered:
+                continue
+            raise RunError(f"--name: run directory {path} already exists (use --resume {path} to continue it)")
+        break
+    else:
+        raise RunError(f"--name: no free run directory name under {root} for {name}")
     (path / "samples").mkdir(exist_ok=True)
     return path
 
 
+def reserve_run_dir(root, name: str, numbered: bool = False) -> Path:
+    """Atomically make an empty <root>/<name> (or <name>-2 ... when numbered) for launch.py to fill."""
+    root = ensure_root(root)
+    for i in range(1, 10_000):
+        path = root / (name if i == 1 else f"{name}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            if not numbered:
+                raise RunError(f"name: run directory {path} already exists") from None
+    raise RunError(f"name: no free run directory name under {root} for {name}")
+
+
 def is_reservation(path) -> bool:
-    """A directory launch.py made for a run that has not started: launch.json, launch.log, status.json only."""
-    names = {p.name for p in Path(path).iterdir()}
+    """A directory launch.py made for a run that has not started: launch.json, launch.log, status.json only
+    (and their temp files)."""
+    names = {p.name for p in Path(path).iterdir() if not p.name.startswith(".")}
     return "launch.json" in names and names <= {"launch.json", "launch.log", "status.json"}
 
 
@@ -189,6 +390,8 @@ def check_run_dir(path) -> Path:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise RunError(f"{path}: not a gancore run directory (no config.json)")
+    if not read_json_object(path / "config.json"):
+        raise RunError(f"{path / 'config.json'}: unreadable (not a JSON object)")
     return path
 
 
@@ -197,8 +400,8 @@ class Run:
 
     def __init__(self, path):
         self.path = check_run_dir(path)
-        self.config = read_json(self.path / "config.json")
-        self.data_info = read_json(self.path / "data.json", {})
+        self.config = read_json_object(self.path / "config.json")
+        self.data_info = read_json_object(self.path / "data.json")
 
     def __repr__(self):
         return f"Run({str(self.path)!r}, state={self.status.get('state')!r}, step={self.status.get('step')})"

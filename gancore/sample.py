@@ -4,20 +4,31 @@ Also the image helpers the trainer uses for its progress grids (`image_grid`, `p
 """
 import math
 import secrets
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from . import runs
 from .errors import RunError
-from .runs import Run, best_checkpoint_path, checkpoints
+from .runs import Run
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8 levels 0..255 (same shape): how images are saved, and scored."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8."""
-    x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+    return quantize(x).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
+    """(n,) classes in equal sorted blocks 0 0 .. 1 1 .. k-1: every class gets n/k samples."""
+    return torch.arange(n) * num_classes // n
 
 
 def image_grid(images: np.ndarray, ncol: int, pad: int = 2) -> Image.Image:
@@ -65,31 +76,38 @@ def noise(n, z_dim, seed=None, truncation=None, device="cpu") -> torch.Tensor:
     return z.to(device)
 
 
-def load_generator(run_dir, step=None, device="cpu"):
-    """(G in eval mode, config dict, data info) from a run's checkpoint (latest, `step`, or "best");
-    EMA weights when kept."""
+def warn(message: str) -> None:
+    """The default for `on_skip`: a Python warning (the CLI prints `gancore: warning: ...` instead)."""
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def generator_from_state(state: dict, config: dict, info: dict, device="cpu"):
+    """G in eval mode rebuilt from a checkpoint's state (EMA weights when kept)."""
     from .config import TrainConfig
     from .models import build_models
 
+    G, _ = build_models(TrainConfig.from_dict(config), tuple(info["shape"]), info["num_classes"])
+    G.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
+    return G.to(device).eval()
+
+
+def open_run_for_sampling(run_dir) -> Run:
+    """A run whose config.json and data.json can rebuild G; RunError naming the file otherwise."""
     run = Run(run_dir)
-    found = checkpoints(run.path)
-    if step == "best":
-        found = {"best": best_checkpoint_path(run.path)}
-        if not found["best"].is_file():
-            raise RunError(f"--step: {run.path} has no best checkpoint (it is kept when eval_every > 0 and the "
-                           f"run has image metrics or 2-D data)")
-    if not found:
-        raise RunError(f"{run.path}: no checkpoint yet")
-    if step is None:
-        step = max(found)
-    elif step not in found:
-        raise RunError(f"--step: {run.path} has no checkpoint at step {step} (it has {', '.join(map(str, found))})")
-    ckpt = torch.load(found[step], map_location=device, weights_only=True)
-    cfg = TrainConfig.from_dict(run.config)
-    info = run.data_info
-    G, _ = build_models(cfg, tuple(info["shape"]), info["num_classes"])
-    G.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
-    return G.to(device).eval(), run.config, info
+    if not {"shape", "num_classes", "kind"} <= set(run.data_info):
+        raise RunError(f"{run.path / 'data.json'}: missing or unreadable; it says what G generates")
+    return run
+
+
+def load_generator(run_dir, step=None, device="cpu", on_skip=warn):
+    """(G in eval mode, config dict, data info) from a run's checkpoint; EMA weights when kept.
+
+    step None: the newest checkpoint that loads (each unreadable newer one reported through
+    `on_skip(message)`); a step number or "best": exactly that file (CheckpointError if unreadable).
+    """
+    run = open_run_for_sampling(run_dir)
+    _, state = runs.read_checkpoint(run.path, step, on_skip)
+    return generator_from_state(state, run.config, run.data_info, device), run.config, run.data_info
 
 
 def resolve_labels(n, labels, info) -> torch.Tensor | None:
@@ -101,7 +119,7 @@ def resolve_labels(n, labels, info) -> torch.Tensor | None:
             raise RunError("--label: this run is unconditional; it cannot sample a chosen class")
         return None
     if labels is None:
-        return torch.arange(n) * k // n  # (n,) sorted blocks: 0 0 .. 1 1 .. k-1
+        return balanced_labels(n, k)
     y = torch.as_tensor(labels, dtype=torch.long).flatten()
     y = y.expand(n).clone() if y.numel() == 1 else y
     if y.numel() != n:
@@ -121,11 +139,11 @@ def generate(G, z_dim, n, labels=None, seed=None, truncation=None, device="cpu",
     return torch.cat(out)
 
 
-def sample_run(run_dir, n, labels=None, seed=None, truncation=None, step=None):
+def sample_run(run_dir, n, labels=None, seed=None, truncation=None, step=None, on_skip=warn):
     """n samples from a run: (uint8 (N, H, W, C) images or float32 (N, 2) points, int64 labels; -1 = none)."""
     if n <= 0:
         raise RunError(f"--n: must be > 0 (got {n})")
-    G, cfg, info = load_generator(run_dir, step)
+    G, cfg, info = load_generator(run_dir, step, on_skip=on_skip)
     y = resolve_labels(n, labels, info)
     x = generate(G, cfg["z_dim"], n, y, seed, truncation)
     y_out = (y if y is not None else torch.full((n,), -1)).numpy().astype(np.int64)
@@ -141,18 +159,18 @@ def write_samples(out, x: np.ndarray, labels: np.ndarray, info: dict) -> None:
         raise RunError(f"--out: {out} must end in .npz or .png")
     if not out.parent.is_dir():
         raise RunError(f"--out: directory {out.parent} does not exist")
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
     if out.suffix == ".npz":
         key = "points" if info["kind"] == "points" else "images"
-        np.savez_compressed(tmp, **{key: x, "labels": labels})
-    elif info["kind"] == "points":
-        points_image(x, np.asarray(info.get("modes")) if info.get("modes") else None).save(tmp)
+        runs.atomic_write(out, lambda f: np.savez_compressed(f, **{key: x, "labels": labels}))
+        return
+    if info["kind"] == "points":
+        img = points_image(x, np.asarray(info.get("modes")) if info.get("modes") else None)
     else:
         k = len(np.unique(labels))
         per_class = len(labels) // k
         balanced = labels.min() >= 0 and k > 1 and per_class * k == len(labels)
-        image_grid(x, per_class if balanced else math.ceil(math.sqrt(len(x)))).save(tmp)
-    tmp.replace(out)
+        img = image_grid(x, per_class if balanced else math.ceil(math.sqrt(len(x))))
+    runs.save_png_atomic(img, out)
 
 
 # --- the class-conditional demo (dashboard Samples page, notebook 3): each returns (uint8 (N, H, W, C), ncol) ---

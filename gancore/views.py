@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import runs
+from . import records, runs
 from .launch import pending_runs
-from .metrics import provenance_difference
+from .records import HIGHER_IS_BETTER, SCORES, format_scores, provenance_difference  # noqa: F401
 
-# Metrics where larger is better; every other one is ranked smaller-is-better.
-HIGHER_IS_BETTER = {"cond_acc", "is_mean", "modes", "hq_share", "d_real", "img_per_s"}
-EVAL_KEYS = ["fid", "kid_mean", "is_mean", "cond_acc", "modes", "hq_share", "reverse_kl"]
-LOSS_KEYS = ["loss_d", "loss_g", "loss_cls_d", "loss_cls_g", "gp", "r1"]
+# The metric groups the pages draw, from the one metrics table (records.METRICS).
+LOSS_KEYS = records.names("loss")
+TRAINING_KEYS = LOSS_KEYS + records.names("d_output") + records.names("grad")  # must stay finite
 X_AXES = {"step": "step", "images seen": "images_seen", "wall time (s)": "time"}
 # Plotly's default qualitative palette, then a second one: run i keeps colour i on every chart.
 PALETTE = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880", "#FF97FF",
@@ -82,19 +81,13 @@ def elapsed(status: dict) -> float | None:
 
 
 def headline(scores: dict | None) -> dict:
-    """The scores a run list shows: FID and conditional accuracy, or modes and high-quality share."""
-    return {k: v for k, v in (scores or {}).items() if k in ("step", "fid", "cond_acc", "modes", "hq_share")}
-
-
-def format_scores(scores: dict | None) -> str:
-    if not scores:
-        return ""
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
+    """The scores a run list shows (records.LISTED): FID and conditional accuracy, or modes and high-quality share."""
+    return {k: v for k, v in (scores or {}).items() if k == "step" or k in records.LISTED}
 
 
 def latest_scores(df: pd.DataFrame) -> dict:
-    """The last evaluated record's headline scores."""
-    keys = [k for k in EVAL_KEYS if k in df]
+    """The last evaluated record's headline scores (records.LATEST)."""
+    keys = [k for k in records.LATEST if k in df]
     if not keys:
         return {}
     evaluated = df.dropna(subset=keys, how="all")
@@ -108,7 +101,7 @@ def numeric_metrics(df: pd.DataFrame) -> list[str]:
     """Columns that are scalar numbers over steps (what a chart can overlay), losses first."""
     skip = {"step", "images_seen", "time", "eval_s"}
     cols = [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c])]
-    order = {k: i for i, k in enumerate(LOSS_KEYS + ["d_real", "d_fake"] + EVAL_KEYS)}
+    order = {k: i for i, k in enumerate(LOSS_KEYS + records.names("d_output") + SCORES)}
     return sorted(cols, key=lambda c: (order.get(c, len(order)), c))
 
 
@@ -223,7 +216,7 @@ def health_warnings(df: pd.DataFrame, status: dict, config: dict, data_info: dic
                    "last checkpoint")
     if df.empty:
         return out
-    trained = [c for c in LOSS_KEYS + ["d_real", "d_fake", "grad_norm_d", "grad_norm_g"] if c in df]
+    trained = [c for c in TRAINING_KEYS if c in df]
     for col in trained:  # scores may be inf by definition (reverse KL with no mode hit); training values not
         s = df[col].dropna()
         if len(s) and not np.isfinite(s.to_numpy(dtype=float)).all():

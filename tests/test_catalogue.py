@@ -6,12 +6,15 @@ import pytest
 import torch
 
 import gancore
-from gancore.config import CONDITIONINGS, LOSSES, TrainConfig, validate
+from gancore.conditioning import METHODS
+from gancore.config import TrainConfig
 from gancore.losses import LOSSES as LOSS_FUNCTIONS
+from gancore.models import NETWORKS
 from gancore.presets import PRESETS
+from gancore.setup import validate
 from conftest import tiny
 
-NETWORKS = ("mlp", "dcgan", "resnet")
+LOSSES, CONDITIONINGS = tuple(LOSS_FUNCTIONS), tuple(METHODS)
 REFUSED = {("mlp", "projection"): "projection conditions G through conditional batch norm"}
 IMAGE_COMBOS = [(l, n, c) for l in LOSSES for n in NETWORKS for c in CONDITIONINGS if (n, c) not in REFUSED]
 

@@ -6,13 +6,14 @@ import torch.nn as nn
 
 import gancore
 from gancore.augment import AUGMENTATIONS, diff_augment
-from gancore.config import TrainConfig, resolve, validate
+from gancore.config import TrainConfig
+from gancore.setup import resolve, validate
 from gancore.data import load_dataset
 from gancore.layers import MinibatchStdDev
 from gancore.losses import LOSSES
 from gancore.models import build_models
 from gancore.regularizers import gradient_penalty, r1_penalty
-from gancore.train import Trainer
+from gancore.trainer import Trainer
 from conftest import tiny
 
 

@@ -12,7 +12,7 @@ import torch
 import gancore
 from gancore import runs
 from gancore.losses import LOSSES
-from gancore.train import RunFailed
+from gancore.trainer import RunFailed
 from conftest import subprocess_env, tiny
 
 

@@ -51,7 +51,7 @@ log_y = c4.checkbox("log y", key="cmp_log")
 groups = views.comparable_groups(frames)
 score_runs = groups[0][1] if groups else selected
 excluded = [n for _, group in groups[1:] for n in group]
-if excluded and any(m in views.EVAL_KEYS for m in chosen):
+if excluded and any(m in views.SCORES for m in chosen):
     ref = groups[0][0]
     reasons = []
     for n in excluded:
@@ -63,8 +63,8 @@ if excluded and any(m in views.EVAL_KEYS for m in chosen):
 
 cols = st.columns(2)
 for i, m in enumerate(chosen):
-    use = {n: frames[n] for n in (score_runs if m in views.EVAL_KEYS else selected)}
-    fig = line_chart(use, m, views.X_AXES[x_label], smoothing if m not in views.EVAL_KEYS else 0.0, log_y, colors)
+    use = {n: frames[n] for n in (score_runs if m in views.SCORES else selected)}
+    fig = line_chart(use, m, views.X_AXES[x_label], smoothing if m not in views.SCORES else 0.0, log_y, colors)
     cols[i % 2].plotly_chart(fig, key=f"cmp_chart_{m}")
 
 st.subheader("Best and last")

@@ -5,8 +5,7 @@ import streamlit as st
 
 from common import open_in, runs_root
 from gancore import config as C
-from gancore import launch
-from gancore.data import DATASETS
+from gancore import launch, setup
 from gancore.errors import GancoreError
 from gancore.presets import PRESETS
 
@@ -24,8 +23,7 @@ GROUPS = {
     "Device": ["device", "precision", "seed"],
 }
 OPEN = {"Data", "Objective", "Conditioning", "Schedule"}  # sections shown expanded
-CHOICES = {"dataset": DATASETS, "model": C.MODELS, "loss": C.LOSSES, "conditioning": C.CONDITIONINGS,
-           "optimizer": C.OPTIMIZERS, "device": C.DEVICES, "precision": C.PRECISIONS, "fid_backend": C.FID_BACKENDS}
+CHOICES = setup.choices()
 # What the presets are for, in words (the keys are gancore.presets names).
 PRESET_LABELS = {
     "": "Defaults: DCGAN, non-saturating loss, MNIST-5k",

@@ -81,7 +81,7 @@ def monitor():
             left.plotly_chart(overlay_chart(df, grads, "gradient norms", LINE_COLORS), key="chart_grads")
         if "img_per_s" in df:
             right.plotly_chart(line_chart(frames, "img_per_s"), key="chart_speed")
-        scores = [m for m in views.numeric_metrics(df) if m in views.EVAL_KEYS + ["kid_std", "is_std"]
+        scores = [m for m in views.numeric_metrics(df) if m in views.SCORES
                   and df[m].notna().any()]
         if scores:
             st.subheader("Evaluations")

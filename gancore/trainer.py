@@ -20,24 +20,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import runs
-from .config import TrainConfig, coerce, resolve, validate
-from .data import load_dataset
-from .errors import ConfigError, RunError
 from .augment import diff_augment, parse_policy
+from .conditioning import METHODS
+from .config import TrainConfig, coerce
+from .errors import ConfigError, GancoreError, RunError
 from .losses import LOSSES, d_output
-from .metrics import evaluate, primary_score
+from .metrics import evaluate
 from .models import build_models
+from .records import LATEST, format_record, primary_score
 from .regularizers import clip_weights, gradient_penalty, r1_penalty
 from .sample import image_grid, points_image, to_uint8
+from .setup import RESUMABLE_FIELDS, default_name, load_and_resolve
 
-# Fields that may change when a run is resumed: how long and how often, never what is trained.
-RESUMABLE_FIELDS = ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "device")
 HEARTBEAT_SECONDS = 10
-HEADLINE_SCORES = ("fid", "kid_mean", "is_mean", "cond_acc", "modes", "hq_share")  # status.json "latest"
 
 
 class RunFailed(RuntimeError):
@@ -55,46 +53,68 @@ def train(config=None, *, resume=None, **overrides) -> str:
         return resume_run(resume, {**changes, **overrides})
     if isinstance(config, TrainConfig):
         config = config.explicit_fields()  # so that a preset fills only the fields left at their defaults
-    cfg = TrainConfig.from_dict({**(config or {}), **overrides})
-    validate(cfg)
-    data = load_dataset(cfg.dataset, cfg.data_path or None, cfg.image_size, cfg.channels, cfg.seed)
-    cfg = resolve(cfg, data)
+    cfg, data = load_and_resolve({**(config or {}), **overrides}, make_root=True)
     scorer, note = image_scorer(cfg, data)  # before the run directory: a failure here leaves nothing behind
-    cfg.name = cfg.name or default_name(cfg)
-    run_dir = runs.create_run_dir(cfg.runs_root, cfg.name)
+    run_dir = runs.claim_run_dir(cfg.runs_root, cfg.name or default_name(cfg), numbered=not cfg.name)
+    cfg.name = run_dir.name
     runs.write_json_atomic(run_dir / "config.json", cfg.to_dict())
     runs.write_json_atomic(run_dir / "data.json", data_info(data, cfg))
     runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(),
                        step=0, steps=cfg.steps, images_seen=0, error=None, resumes=[], created=time.time())
-    return Trainer(run_dir, cfg, data, scorer=scorer, scorer_note=note).run()
+    try:
+        trainer = Trainer(run_dir, cfg, data, scorer=scorer, notes=[note] if note else [])
+    except BaseException as e:  # never leave "queued" behind without a process
+        runs.update_status(run_dir, state="failed", pid=None, error=f"{type(e).__name__}: {e}", finished=time.time())
+        raise
+    return trainer.run()
 
 
 def resume_run(run_dir, changes: dict) -> str:
-    """Continue a run in place from its latest checkpoint; `changes` may only touch RESUMABLE_FIELDS."""
+    """Continue a run in place from its newest checkpoint that loads; `changes` may only touch RESUMABLE_FIELDS.
+
+    Unreadable newer checkpoints are skipped (and said so in train.log and on stderr) and kept on disk;
+    when none loads, nothing changes and RunError names them. A resume that fails before training
+    puts back the run's previous state, with the reason in `error`.
+    """
     run_dir = runs.check_run_dir(run_dir)
     status = runs.read_status(run_dir)
     if runs.is_active(status) and status.get("pid") != os.getpid():
         raise RunError(f"--resume: {run_dir} is still being trained by pid {status.get('pid')}")
-    stored = runs.read_json(run_dir / "config.json")
-    TrainConfig.from_dict(changes, source="--resume")  # unknown fields and bad types fail here
-    for key, value in changes.items():
-        if key not in RESUMABLE_FIELDS and coerce(key, value) != stored.get(key):
-            raise ConfigError(f"--{key}: cannot change when resuming (only {', '.join(RESUMABLE_FIELDS)} can)")
-    cfg = TrainConfig.from_dict({**stored, **changes}, source=str(run_dir / "config.json"))
-    validate(cfg)
-    data = load_dataset(cfg.dataset, cfg.data_path or None, cfg.image_size, cfg.channels, cfg.seed)
-    cfg = resolve(cfg, data)
-    found = runs.checkpoints(run_dir)
-    start = max(found) if found else 0
-    if cfg.steps < start:
-        raise ConfigError(f"--steps: {cfg.steps} is before the latest checkpoint (step {start})")
-    scorer, note = image_scorer(cfg, data)
+    # launch.resume marks the run queued before this process starts, keeping what it was in before_resume
+    before = status.get("before_resume") if status.get("state") == "queued" else None
+    previous = before or {"state": status.get("state"), "error": status.get("error")}
+    try:
+        stored = runs.read_json_object(run_dir / "config.json")
+        TrainConfig.from_dict(changes, source="--resume")  # unknown fields and bad types fail here
+        for key, value in changes.items():
+            if key not in RESUMABLE_FIELDS and coerce(key, value) != stored.get(key):
+                raise ConfigError(f"--{key}: cannot change when resuming (only {', '.join(RESUMABLE_FIELDS)} can)")
+        cfg, data = load_and_resolve({**stored, **changes}, source=str(run_dir / "config.json"))
+        skipped = []
+        loaded = runs.latest_loadable_checkpoint(run_dir, on_skip=skipped.append)
+        if loaded is None and runs.checkpoints(run_dir):
+            raise runs.CheckpointError(f"--resume: no checkpoint of {run_dir} loads; " + "; ".join(skipped)
+                                       + " (nothing was changed or deleted)")
+        start, _, state = loaded or (0, None, None)
+        if cfg.steps < start:
+            raise ConfigError(f"--steps: {cfg.steps} is before the latest checkpoint (step {start})")
+        scorer, note = image_scorer(cfg, data)
+    except GancoreError as e:
+        if before is not None:  # the launcher said "queued": put back what the run was, saying why
+            runs.update_status(run_dir, state=previous["state"], error=f"resume failed: {e}", before_resume=None)
+        raise
     runs.write_json_atomic(run_dir / "config.json", cfg.to_dict())
     runs.truncate_metrics(run_dir, start)
     resumes = status.get("resumes", []) + [{"step": start, "time": time.time()}]
     runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(),
-                       steps=cfg.steps, error=None, resumes=resumes)
-    return Trainer(run_dir, cfg, data, resume_from=found.get(start), scorer=scorer, scorer_note=note).run()
+                       steps=cfg.steps, error=None, resumes=resumes, before_resume=None)
+    notes = [f"resume: {msg}; continuing from step {start}" for msg in skipped] + ([note] if note else [])
+    try:
+        trainer = Trainer(run_dir, cfg, data, resume_state=state, scorer=scorer, notes=notes)
+    except BaseException as e:
+        runs.update_status(run_dir, state=previous["state"], pid=None, error=f"resume failed: {type(e).__name__}: {e}")
+        raise
+    return trainer.run()
 
 
 def image_scorer(cfg, data):
@@ -123,16 +143,6 @@ def make_optimizer(cfg, model, lr):
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-
-
-def default_name(cfg) -> str:
-    cond = f"-{cfg.conditioning}" if cfg.conditioning != "none" else ""
-    base = f"{cfg.dataset}-{cfg.model}-{cfg.loss}{cond}-{datetime.now():%Y%m%d-%H%M%S}"
-    name, i = base, 1
-    while (Path(cfg.runs_root) / name).exists():
-        i += 1
-        name = f"{base}-{i}"
-    return name
 
 
 def data_info(data, cfg) -> dict:
@@ -170,11 +180,18 @@ class StopRequested:
 
 
 class Trainer:
-    def __init__(self, run_dir, cfg: TrainConfig, data, resume_from=None, scorer=None, scorer_note=None):
+    """One run's networks, optimisers and RNG streams, and the loop that trains them into `run_dir`.
+
+    resume_state: a checkpoint's state (runs.load_checkpoint) to continue from exactly.
+    notes: lines for train.log (and stderr) when the run starts: a skipped checkpoint, metrics off.
+    """
+
+    def __init__(self, run_dir, cfg: TrainConfig, data, resume_state=None, scorer=None, notes=()):
         self.run_dir, self.cfg = Path(run_dir), cfg
         self.device = torch.device(cfg.device)
         self.data = data.to(self.device)
         self.conditional = cfg.conditioning != "none"
+        self.method = METHODS[cfg.conditioning]  # owns its extra loss terms (ACGAN's class loss)
         self.d_loss, self.g_loss = LOSSES[cfg.loss]
 
         torch.manual_seed(cfg.seed)
@@ -200,11 +217,11 @@ class Trainer:
         self.gen_z = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
         self.fixed_z, self.fixed_y = self.fixed_batch()
 
-        self.scorer, self.scorer_note = scorer, scorer_note  # image metrics (None: 2-D data, or no evaluator)
+        self.scorer, self.notes = scorer, list(notes)  # scorer: image metrics (None: 2-D data, or no evaluator)
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
         self.best = None  # status.json's "best": the evaluation behind checkpoints/best.pt
-        if resume_from is not None:
-            self.load_checkpoint(resume_from)
+        if resume_state is not None:
+            self.load_checkpoint(resume_state)
             self.best = self.resumed_best()
 
     def fixed_batch(self):
@@ -231,10 +248,11 @@ class Trainer:
         return z, y
 
     def D_judge(self, x, y):
-        """D's (logits, class_logits) on what it sees: DiffAugment first when on (real and fake alike)."""
+        """D's (logits, class_logits) on what it sees: DiffAugment first when on (real and fake alike).
+        D always gets y; the conditioning method decides whether it looks at it."""
         if self.augment_policy:
             x = diff_augment(x, self.augment_policy)
-        return self.D(x, y if self.cfg.conditioning in ("concat", "projection") else None)
+        return self.D(x, y)
 
     def optimizer_step(self, loss, model, opt, scaler, measure: bool):
         """Backward, optional gradient clipping, step; returns the gradient norm before clipping when measured."""
@@ -265,12 +283,9 @@ class Trainer:
                 real_logits, real_cls = self.D_judge(x, y)
                 fake_logits, fake_cls = self.D_judge(fake, y)
                 loss_d = self.d_loss(real_logits.float(), fake_logits.float(), cfg.label_smoothing)
-                if cfg.conditioning == "acgan":
-                    loss_cls = F.cross_entropy(real_cls.float(), y)
-                    if cfg.acgan_fake_weight:  # D also learns to classify fakes by the label they were made for
-                        loss_cls = loss_cls + cfg.acgan_fake_weight * F.cross_entropy(fake_cls.float(), y)
-                    loss_d = loss_d + cfg.acgan_weight * loss_cls
-                    out["loss_cls_d"] = loss_cls
+                extra, logs = self.method.d_loss(cfg, real_cls, fake_cls, y)  # ACGAN's class loss; 0 for the others
+                loss_d = loss_d + extra
+                out.update(logs)
                 if cfg.loss == "wgan-gp":
                     gp = gradient_penalty(self.D_judge, x, fake, y)
                     loss_d = loss_d + cfg.gp_weight * gp
@@ -290,10 +305,9 @@ class Trainer:
         with self.autocast():
             logits, cls = self.D_judge(self.G(z, y_fake), y_fake)
             loss_g = self.g_loss(logits.float())
-            if cfg.conditioning == "acgan":
-                loss_cls_g = F.cross_entropy(cls.float(), y_fake)
-                loss_g = loss_g + cfg.acgan_weight * loss_cls_g
-                out["loss_cls_g"] = loss_cls_g
+            extra, logs = self.method.g_loss(cfg, cls, y_fake)
+            loss_g = loss_g + extra
+            out.update(logs)
         norm_g = self.optimizer_step(loss_g, self.G, self.opt_g, self.scaler_g, measure)
         if self.G_ema is not None:
             self.update_ema()
@@ -320,107 +334,125 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> str:
+        """Train to cfg.steps (or until SIGTERM/SIGINT), recording as scheduled; returns the run directory.
+
+        Raises RunFailed on a non-finite loss. The final state (done, stopped, failed) is written in
+        one place, `finish`.
+        """
         cfg = self.cfg
-        clock0 = time.monotonic() - self.elapsed  # training seconds continue across resumes
-        runs.update_status(self.run_dir, state="running", pid=os.getpid(), host=socket.gethostname(),
-                           step=self.step, steps=cfg.steps, images_seen=self.images_seen, started=time.time())
-        log = open(self.run_dir / "train.log", "a")
-        metrics = open(self.run_dir / "metrics.jsonl", "a")
-        self.log(log, f"{'resumed at' if self.step else 'started'} step {self.step}/{cfg.steps} on {self.device} "
-                      f"({cfg.dataset}, {cfg.model}, {cfg.loss}, conditioning={cfg.conditioning})")
-        if self.scorer_note:
-            self.log(log, self.scorer_note)
-        sums = RunningMeans()  # losses, D outputs and penalties since the last record, kept on the device
-        last_beat = time.monotonic()
-        interval_start = (time.monotonic(), self.images_seen)
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not sys.stderr.isatty(), dynamic_ncols=True)
-        try:
-            with StopRequested() as stop:
+        self.clock0 = time.monotonic() - self.elapsed  # training seconds continue across resumes
+        self.sums = RunningMeans()  # losses, D outputs and penalties since the last record, kept on the device
+        self.interval_start = (time.monotonic(), self.images_seen)
+        self.last_beat = time.monotonic()
+        self.saved_step = self.step  # the step of the newest checkpoint this process can vouch for
+        with open(self.run_dir / "train.log", "a") as self.log_file, \
+                open(self.run_dir / "metrics.jsonl", "a") as self.metrics_file, \
+                tqdm(total=cfg.steps, initial=self.step, disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar, \
+                StopRequested() as stop:
+            self.bar = bar
+            self.begin()
+            try:
+                # --- the loop: one step, then whatever the schedule (or a stop request) asks of it
                 while self.step < cfg.steps and stop.signal is None:
                     self.step += 1
-                    last = self.step == cfg.steps
-                    log_now = self.step % cfg.log_every == 0 or last
-                    scalars = self.train_step(measure=log_now)
+                    scalars = self.train_step(measure=self.is_due(cfg.log_every))
                     grad_norms = {k: scalars.pop(k) for k in ("grad_norm_d", "grad_norm_g") if k in scalars}
-                    sums.add(scalars)
+                    self.sums.add(scalars)
                     bar.update(1)
-                    due = {
-                        "sample": self.step % cfg.sample_every == 0 or last,
-                        "eval": cfg.eval_every > 0 and (self.step % cfg.eval_every == 0 or last),
-                        "ckpt": self.step % cfg.ckpt_every == 0 or last,
-                    }
-                    if not (log_now or any(due.values())):
-                        if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-                            runs.update_status(self.run_dir, step=self.step, images_seen=self.images_seen)
-                            last_beat = time.monotonic()
-                        continue
-                    # Anything non-finite since the last check stops the run before it is saved anywhere.
-                    means = sums.means()  # the one device sync per record
-                    if not all(map(math.isfinite, means.values())):
-                        raise NonFinite(means)
-                    record = {}
-                    if log_now:
-                        now = time.monotonic()
-                        record = self.stats_record(means, grad_norms, interval_start, now)
-                        interval_start = (now, self.images_seen)
-                        sums.reset()
-                        bar.set_postfix(loss_d=f"{means['loss_d']:.3f}", loss_g=f"{means['loss_g']:.3f}")
-                    if due["eval"]:
-                        scores = self.evaluate()
-                        record.update(scores)
-                        self.keep_best(scores, self.clock(clock0))
-                        runs.update_status(self.run_dir, latest={"step": self.step, **{
-                            k: scores[k] for k in HEADLINE_SCORES if scores.get(k) is not None}})
-                    if record:
-                        record = {"step": self.step, "images_seen": self.images_seen,
-                                  "time": round(self.clock(clock0), 3), **record}
-                        metrics.write(json.dumps(record) + "\n")
-                        metrics.flush()
-                        if log_now:
-                            self.log(log, format_record(record), to_console=bar.disable)
-                    if due["sample"]:
-                        self.save_samples()
-                    if due["ckpt"]:
-                        self.save_checkpoint(self.clock(clock0))
-                    runs.update_status(self.run_dir, step=self.step, images_seen=self.images_seen)
-                    last_beat = time.monotonic()
-                if stop.signal is not None:
-                    if not all(map(math.isfinite, sums.means().values())):
-                        raise NonFinite(sums.means())
-                    self.save_checkpoint(self.clock(clock0))
-                    self.log(log, f"stopped by {stop.signal} at step {self.step}; checkpoint saved")
-                    runs.update_status(self.run_dir, state="stopped", step=self.step, images_seen=self.images_seen,
-                                       error=None, finished=time.time())
-                    return str(self.run_dir)
-        except NonFinite as e:
-            good = max(runs.checkpoints(self.run_dir), default=None)
-            bad = ", ".join(f"{k}={v}" for k, v in e.means.items() if not math.isfinite(v))
-            msg = (f"non-finite loss ({bad}) by step {self.step}; "
-                   f"last good checkpoint: {'step ' + str(good) if good is not None else 'none'}")
-            self.log(log, "FAILED: " + msg)
-            runs.update_status(self.run_dir, state="failed", error=msg, step=self.step, finished=time.time())
-            raise RunFailed(f"{self.run_dir}: {msg}", str(self.run_dir)) from None
-        except BaseException as e:
-            runs.update_status(self.run_dir, state="failed", error=f"{type(e).__name__}: {e}", finished=time.time())
-            raise
-        finally:
-            bar.close()
-            metrics.close()
-            log.close()
-        with open(self.run_dir / "train.log", "a") as log:
-            self.log(log, f"done: {self.step} steps, {self.images_seen} images, {self.elapsed:.1f} s")
-        runs.update_status(self.run_dir, state="done", step=self.step, images_seen=self.images_seen,
-                           error=None, finished=time.time())
+                    due = self.due(stopping=stop.signal is not None)
+                    if due:
+                        self.record(due, grad_norms)
+                    elif time.monotonic() - self.last_beat > HEARTBEAT_SECONDS:
+                        self.beat()
+                if stop.signal is not None and self.saved_step != self.step:  # asked between two steps
+                    self.record({"ckpt"}, {})
+            except NonFinite as e:
+                good = runs.latest_loadable_checkpoint(self.run_dir)
+                bad = ", ".join(f"{k}={v}" for k, v in e.means.items() if not math.isfinite(v))
+                msg = (f"non-finite loss ({bad}) by step {self.step}; "
+                       f"last good checkpoint: {'step ' + str(good[0]) if good else 'none'}")
+                self.finish("failed", "FAILED: " + msg, error=msg)
+                raise RunFailed(f"{self.run_dir}: {msg}", str(self.run_dir)) from None
+            except BaseException as e:
+                self.finish("failed", f"FAILED: {type(e).__name__}: {e}", error=f"{type(e).__name__}: {e}")
+                raise
+            if stop.signal is not None:
+                self.finish("stopped", f"stopped by {stop.signal} at step {self.step}; checkpoint saved")
+            else:
+                self.finish("done", f"done: {self.step} steps, {self.images_seen} images, {self.elapsed:.1f} s")
         return str(self.run_dir)
 
-    def clock(self, clock0) -> float:
-        self.elapsed = time.monotonic() - clock0
+    def begin(self):
+        cfg = self.cfg
+        runs.update_status(self.run_dir, state="running", pid=os.getpid(), host=socket.gethostname(),
+                           step=self.step, steps=cfg.steps, images_seen=self.images_seen, started=time.time())
+        self.log(f"{'resumed at' if self.step else 'started'} step {self.step}/{cfg.steps} on {self.device} "
+                 f"({cfg.dataset}, {cfg.model}, {cfg.loss}, conditioning={cfg.conditioning})")
+        for note in self.notes:
+            self.log(note)
+
+    def is_due(self, every: int) -> bool:
+        return every > 0 and (self.step % every == 0 or self.step == self.cfg.steps)
+
+    def due(self, stopping: bool) -> set:
+        """What this step must do besides training: log, eval, sample, ckpt (a stop request adds ckpt)."""
+        cfg = self.cfg
+        due = {name for name, every in (("log", cfg.log_every), ("eval", cfg.eval_every),
+                                        ("sample", cfg.sample_every), ("ckpt", cfg.ckpt_every)) if self.is_due(every)}
+        return due | {"ckpt"} if stopping else due
+
+    def record(self, due: set, grad_norms: dict):
+        """Everything a due step writes, in order: metrics line (log, eval), grid, checkpoint, status.
+
+        The one place that checks for non-finite values: nothing is saved after one appears.
+        """
+        means = self.sums.means()  # the one device sync per record
+        if not all(map(math.isfinite, means.values())):
+            raise NonFinite(means)
+        record = {}
+        if "log" in due:
+            now = time.monotonic()
+            record = self.stats_record(means, grad_norms, self.interval_start, now)
+            self.interval_start = (now, self.images_seen)
+            self.sums.reset()
+            self.bar.set_postfix(loss_d=f"{means['loss_d']:.3f}", loss_g=f"{means['loss_g']:.3f}")
+        if "eval" in due:
+            scores = self.evaluate()
+            record.update(scores)
+            self.keep_best(scores, self.clock())
+            runs.update_status(self.run_dir, latest={"step": self.step, **{
+                k: scores[k] for k in LATEST if scores.get(k) is not None}})
+        if record:
+            record = {"step": self.step, "images_seen": self.images_seen, "time": round(self.clock(), 3), **record}
+            self.metrics_file.write(json.dumps(record) + "\n")
+            self.metrics_file.flush()
+            if "log" in due:
+                self.log(format_record(record), to_console=self.bar.disable)
+        if "sample" in due:
+            self.save_samples()
+        if "ckpt" in due:
+            self.save_checkpoint(self.clock())
+            self.saved_step = self.step
+        self.beat()
+
+    def beat(self):
+        runs.update_status(self.run_dir, step=self.step, images_seen=self.images_seen)
+        self.last_beat = time.monotonic()
+
+    def finish(self, state: str, line: str, error: str | None = None):
+        """The run's final state, written once: done, stopped or failed (with the reason)."""
+        self.log(line)
+        runs.update_status(self.run_dir, state=state, step=self.step, images_seen=self.images_seen, error=error,
+                           finished=time.time())
+
+    def clock(self) -> float:
+        self.elapsed = time.monotonic() - self.clock0
         return self.elapsed
 
     def stats_record(self, means, grad_norms, interval_start, now) -> dict:
         t_start, seen_start = interval_start
         return {
-            **means,  # loss_d, loss_g, d_real, d_fake, and gp / r1 / loss_cls_d / loss_cls_g when on
+            **means,  # loss_d, loss_g, d_real, d_fake, and gp / r1 / the conditioning's terms when on
             **{k: float(v) for k, v in grad_norms.items()},
             "lr_d": self.opt_d.param_groups[0]["lr"],
             "lr_g": self.opt_g.param_groups[0]["lr"],
@@ -467,7 +499,8 @@ class Trainer:
         """The best so far when resuming: kept if it is at or before the resumed step, else forgotten
         (its checkpoint is from steps that are being redone)."""
         best = runs.read_status(self.run_dir).get("best")
-        if best and best.get("step", math.inf) <= self.step and primary_score(best.get("value", {})):
+        if isinstance(best, dict) and isinstance(best.get("value"), dict) and best.get("step", math.inf) <= self.step \
+                and primary_score(best["value"]):
             return best
         runs.best_checkpoint_path(self.run_dir).unlink(missing_ok=True)
         runs.update_status(self.run_dir, best=None)
@@ -480,14 +513,11 @@ class Trainer:
             out = G(self.fixed_z, self.fixed_y).float().cpu()
         stem = self.run_dir / "samples" / f"step_{self.step:07d}"
         if self.data.kind == "points":
-            modes = self.data.modes.cpu().numpy()
-            np.savez(stem.with_suffix(".tmp.npz"), points=out.numpy())
-            os.replace(stem.with_suffix(".tmp.npz"), stem.with_suffix(".npz"))
-            img = points_image(out.numpy(), modes)
+            runs.save_npz_atomic(stem.with_suffix(".npz"), points=out.numpy())
+            img = points_image(out.numpy(), self.data.modes.cpu().numpy())
         else:
             img = image_grid(to_uint8(out), ncol=10 if self.conditional else 8)
-        img.save(stem.with_suffix(".tmp.png"))
-        os.replace(stem.with_suffix(".tmp.png"), stem.with_suffix(".png"))
+        runs.save_png_atomic(img, stem.with_suffix(".png"))
 
     def save_checkpoint(self, elapsed):
         runs.torch_save_atomic(self.checkpoint_state(elapsed), runs.checkpoint_path(self.run_dir, self.step))
@@ -515,8 +545,8 @@ class Trainer:
             },
         }
 
-    def load_checkpoint(self, path):
-        state = torch.load(path, map_location=self.device, weights_only=True)
+    def load_checkpoint(self, state: dict):
+        """Continue from a checkpoint's state (runs.load_checkpoint: tensors on the CPU)."""
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         if self.G_ema is not None and state["G_ema"] is not None:
@@ -532,14 +562,15 @@ class Trainer:
         name, key, *rest = rng["numpy"]
         np.random.set_state((name, np.array(key, dtype=np.uint32), *rest))
         random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
-        self.gen_data.set_state(rng["data"].cpu() if self.device.type == "cpu" else rng["data"])
-        self.gen_z.set_state(rng["z"].cpu() if self.device.type == "cpu" else rng["z"])
+        self.gen_data.set_state(rng["data"].cpu())  # generator states are CPU byte tensors, whatever the device
+        self.gen_z.set_state(rng["z"].cpu())
         self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
 
-    def log(self, log_file, line, to_console=True):
+    def log(self, line, to_console=True):
+        """A line in train.log (opened once by run) and, unless a progress bar shows it, on stderr."""
         stamped = f"{datetime.now():%H:%M:%S} {line}"
-        log_file.write(stamped + "\n")
-        log_file.flush()
+        self.log_file.write(stamped + "\n")
+        self.log_file.flush()
         if to_console:
             tqdm.write(stamped, file=sys.stderr)
 
@@ -573,13 +604,3 @@ class RunningMeans:
 class NonFinite(Exception):
     def __init__(self, means):
         self.means = means
-
-
-def format_record(r: dict) -> str:
-    parts = [f"step {r['step']}"]
-    for key in ("loss_d", "loss_g", "d_real", "d_fake", "gp", "r1", "loss_cls_d", "loss_cls_g",
-                "grad_norm_d", "grad_norm_g", "img_per_s", "modes", "hq_share", "fid", "kid_mean", "is_mean",
-                "cond_acc", "eval_s"):
-        if key in r:
-            parts.append(f"{key} {r[key]:.4g}")
-    return "  ".join(parts)

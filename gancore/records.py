@@ -1,0 +1,133 @@
+"""What a metrics record holds: every logged or evaluated metric declared once, and score provenance.
+
+The trainer writes records (metrics.jsonl, train.log, status.json "latest"); the dashboard, the
+CLI and notebooks read them. All of them take names, grouping, direction and formatting from
+`METRICS` below, so a new metric is one line here. Plain Python: readers import this without torch.
+
+Provenance: every evaluation carries which network scored it, against which reference, on how
+many samples, with which seed. Two scores are the same metric only when their provenance agrees
+(`check_comparable`); the seed is the exception, as it only picks which samples are drawn.
+"""
+import math
+from dataclasses import dataclass
+
+from .errors import GancoreError
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    group: str  # loss, d_output, grad, lr, speed, score (an evaluation's scalar), per_class (an evaluation's list)
+    higher_is_better: bool | None  # None: no direction (a learning rate, a spread)
+    latest: bool = False  # kept in status.json "latest" after each evaluation
+    listed: bool = False  # shown in run lists (the Runs page, best/last summaries)
+    logged: bool = True  # written to train.log's line for the record
+    meaning: str = ""
+
+    def format(self, value) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+METRICS = {m.name: m for m in [
+    # --- every logged step (means since the previous record) ---
+    Metric("loss_d", "loss", False, meaning="D's loss"),
+    Metric("loss_g", "loss", False, meaning="G's loss"),
+    Metric("loss_cls_d", "loss", False, meaning="D's extra loss of the conditioning method (ACGAN: class loss)"),
+    Metric("loss_cls_g", "loss", False, meaning="G's extra loss of the conditioning method (ACGAN: class loss)"),
+    Metric("gp", "loss", False, meaning="WGAN-GP gradient penalty, before weighting"),
+    Metric("r1", "loss", False, meaning="R1 penalty, before weighting"),
+    Metric("d_real", "d_output", True, meaning="mean D(x): a probability for minimax/nonsaturating, else the raw score"),
+    Metric("d_fake", "d_output", False, meaning="mean D(G(z)), as d_real"),
+    Metric("grad_norm_d", "grad", None, meaning="D's total gradient L2 norm at this step"),
+    Metric("grad_norm_g", "grad", None, meaning="G's total gradient L2 norm at this step"),
+    Metric("lr_d", "lr", None, logged=False, meaning="D's learning rate"),
+    Metric("lr_g", "lr", None, logged=False, meaning="G's learning rate"),
+    Metric("img_per_s", "speed", True, meaning="real images per second over the interval"),
+    # --- every evaluated step ---
+    Metric("fid", "score", False, latest=True, listed=True, meaning="Frechet distance of evaluator features"),
+    Metric("kid_mean", "score", False, latest=True, meaning="kernel distance of the same features (mean over subsets)"),
+    Metric("kid_std", "score", None, logged=False, meaning="KID's std over subsets"),
+    Metric("is_mean", "score", True, latest=True, meaning="Inception-Score analogue from the evaluator's logits"),
+    Metric("is_std", "score", None, logged=False, meaning="IS's std over splits"),
+    Metric("cond_acc", "score", True, latest=True, listed=True,
+           meaning="share of samples made for class k that the evaluator classifies as k"),
+    Metric("modes", "score", True, latest=True, listed=True, meaning="2-D: modes captured"),
+    Metric("hq_share", "score", True, latest=True, listed=True, meaning="2-D: share of samples within 3 sigma of a mode"),
+    Metric("reverse_kl", "score", False, logged=False, meaning="2-D: reverse KL of the mode histogram against uniform"),
+    Metric("eval_s", "speed", False, meaning="seconds the evaluation took"),
+    Metric("cond_acc_per_class", "per_class", True, logged=False, meaning="cond_acc of each class"),
+    Metric("fid_per_class", "per_class", False, logged=False, meaning="FID of each class against its real images"),
+    Metric("class_hist", "per_class", None, logged=False, meaning="share of samples the evaluator assigns to each class"),
+]}
+
+# Columns of every record that are not metrics.
+RECORD_KEYS = ("step", "images_seen", "time", "provenance")
+
+
+def names(group: str) -> list[str]:
+    """The metrics of one group, in declaration order."""
+    return [m.name for m in METRICS.values() if m.group == group]
+
+
+LATEST = [m.name for m in METRICS.values() if m.latest]  # status.json "latest"
+LISTED = [m.name for m in METRICS.values() if m.listed]  # run lists
+SCORES = names("score")  # an evaluation's scalar scores
+HIGHER_IS_BETTER = {m.name for m in METRICS.values() if m.higher_is_better}
+
+
+def format_record(r: dict) -> str:
+    """A record as one train.log line: `step 50  loss_d 1.32  loss_g 0.71 ...` (the logged metrics present)."""
+    parts = [f"step {r['step']}"]
+    parts += [f"{m.name} {m.format(float(r[m.name]))}" for m in METRICS.values() if m.logged and m.name in r]
+    return "  ".join(parts)
+
+
+def format_scores(scores: dict | None) -> str:
+    """`fid 2.01, cond_acc 0.77` (any dict of metric values, a `step` key included)."""
+    if not scores:
+        return ""
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
+
+
+# ---------------------------------------------------------------- provenance
+# Provenance fields that must agree for two scores to be compared (all but the seed).
+COMPARED = ("evaluator", "weights_sha256", "reference", "data_fingerprint", "n_real", "n_gen")
+
+
+class ProvenanceMismatch(GancoreError):
+    """Two scores were produced differently (another evaluator, reference or sample count)."""
+
+
+def provenance_difference(a: dict, b: dict) -> str | None:
+    """Why scores with provenance a and b are not the same metric, or None when they are.
+
+    a, b: provenance dicts, or evaluation records that hold one under "provenance".
+    """
+    a, b = a.get("provenance", a), b.get("provenance", b)
+    for key in COMPARED:
+        if key not in a or key not in b:
+            return f"provenance has no {key!r}"
+        if a[key] != b[key]:
+            return f"{key} differs ({a[key]!r} vs {b[key]!r})"
+    return None
+
+
+def check_comparable(a: dict, b: dict) -> None:
+    """Raise ProvenanceMismatch unless two scores (or their provenance) may be compared or combined."""
+    reason = provenance_difference(a, b)
+    if reason:
+        raise ProvenanceMismatch(f"scores are not comparable: {reason}")
+
+
+def primary_score(scores: dict):
+    """(metric name, key) of an evaluation, a larger key being better; None when there is none or it is not finite.
+
+    Images rank by FID (lower is better); 2-D data by modes captured, then high-quality share.
+    """
+    if "fid" in scores:
+        name, key = "fid", (-scores["fid"],)
+    elif "modes" in scores:
+        name, key = "modes,hq_share", (scores["modes"], scores["hq_share"])
+    else:
+        return None
+    return (name, key) if all(isinstance(v, (int, float)) and math.isfinite(v) for v in key) else None
