@@ -35,10 +35,11 @@ def metrics(path) -> pd.DataFrame:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the generator ...")
 def generator(path: str, step, ckpt_mtime: int):
-    """(G, config, data info) of a checkpoint; reloaded when the checkpoint file changes."""
+    """(G, config, data info) of a checkpoint; reloaded when the checkpoint file changes.
+    Raises GancoreError (CheckpointError naming the file when it cannot be loaded)."""
     from gancore.sample import load_generator
 
-    return load_generator(path, step)
+    return load_generator(path, step, on_skip=None)
 
 
 def checkpoint_mtime(path, step) -> int:

@@ -285,14 +285,24 @@ def evaluator_for(data: Dataset, cache_dir=None, train_if_missing: bool = True,
             return model, report
 
     path = evaluator_path(data, cache_dir)
+    damaged = None
     if path.is_file():
-        model, report = load_evaluator(path)
-        if report.get("fingerprint") != fp:
-            raise EvaluatorError(f"{path} was trained on data with fingerprint {report.get('fingerprint')}, "
-                                 f"not {fp}; delete it to retrain")
-        return model, report
+        try:
+            model, report = load_evaluator(path)
+        except EvaluatorError as e:  # a torn or corrupt cache file: worth nothing, so it is retrained and replaced
+            damaged = str(e)
+        else:
+            if report.get("fingerprint") != fp:
+                raise EvaluatorError(f"{path} was trained on data with fingerprint {report.get('fingerprint')}, "
+                                     f"not {fp}; delete it to retrain")
+            return model, report
 
     _check_trainable(data)  # before train_if_missing: "no labels" is the more useful message
+    if damaged and not train_if_missing:
+        raise EvaluatorError(f"cached evaluator {damaged}; `python -m gancore train-evaluator --dataset ...` "
+                             f"retrains and replaces it")
+    if damaged and log:
+        log(f"evaluator {data.name}: cached {damaged}; retraining it")
     if not train_if_missing:
         raise EvaluatorError(f"no evaluator cached for dataset {data.name!r} (fingerprint {fp}) in "
                              f"{path.parent}; train one with `python -m gancore train-evaluator --dataset ...` "

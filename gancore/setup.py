@@ -26,8 +26,8 @@ RESUMABLE_FIELDS = ("steps", "log_every", "sample_every", "ckpt_every", "eval_ev
 def load_and_resolve(fields, source: str = "config", make_root: bool = False):
     """(resolved TrainConfig, Dataset) from fields (a dict, a preset among them, or a TrainConfig).
 
-    make_root: also make sure the runs root exists and takes new runs (before any data loads).
-    Raises ConfigError / DataError naming the first bad field or file; nothing is written.
+    make_root: also make sure the runs root exists and takes new runs (before any data loads); that
+    directory is all this writes. Raises ConfigError / DataError naming the first bad field or file.
     """
     cfg = fields if isinstance(fields, TrainConfig) else TrainConfig.from_dict(dict(fields), source=source)
     validate(cfg)
@@ -38,7 +38,7 @@ def load_and_resolve(fields, source: str = "config", make_root: bool = False):
 
 
 def load_data(cfg):
-    """The dataset a config trains on (loads are cached in-process by data.py)."""
+    """The dataset a config trains on."""
     from .data import load_dataset
 
     return load_dataset(cfg.dataset, cfg.data_path or None, cfg.image_size, cfg.channels, cfg.seed)

@@ -99,9 +99,10 @@ def resume_run(run_dir, changes: dict) -> str:
         if cfg.steps < start:
             raise ConfigError(f"--steps: {cfg.steps} is before the latest checkpoint (step {start})")
         scorer, note = image_scorer(cfg, data)
-    except GancoreError as e:
+    except BaseException as e:
         if before is not None:  # the launcher said "queued": put back what the run was, saying why
-            runs.update_status(run_dir, state=previous["state"], error=f"resume failed: {e}", before_resume=None)
+            reason = str(e) if isinstance(e, GancoreError) else f"{type(e).__name__}: {e}"
+            runs.update_status(run_dir, state=previous["state"], error=f"resume failed: {reason}", before_resume=None)
         raise
     runs.write_json_atomic(run_dir / "config.json", cfg.to_dict())
     runs.truncate_metrics(run_dir, start)
@@ -152,7 +153,7 @@ def data_info(data, cfg) -> dict:
         "num_classes": data.num_classes,
         "class_names": list(data.class_names),
         "conditional": cfg.conditioning != "none",
-        "size": len(data.x),
+        "size": len(data),
         "modes": data.modes.tolist() if data.modes is not None else None,
         "sigma": data.sigma,
     }

@@ -60,7 +60,7 @@ def run_rows(root=None) -> list[dict]:
                      "conditioning": f.get("conditioning", ""), "latest": "", "best": "", "elapsed_s": None,
                      "error": p["error"], "pending": True})
     for path in reversed(runs.list_runs(root)):
-        c = runs.read_json(path / "config.json", {})
+        c = runs.read_json_object(path / "config.json")
         st = runs.read_status(path)
         step, steps = st.get("step", 0), st.get("steps", c.get("steps", 0)) or 1
         rows.append({"run": path.name, "path": str(path), "state": state_of(st),
@@ -283,9 +283,37 @@ def colors(names: list[str]) -> dict[str, str]:
 
 
 def points_at(run_dir, step: int) -> np.ndarray | None:
-    """The 2,500 generated points saved with a 2-D run's grid at `step`."""
+    """The 2,500 generated points saved with a 2-D run's grid at `step`; None when missing or unreadable."""
     p = Path(run_dir) / "samples" / f"step_{step:07d}.npz"
-    if not p.is_file():
+    try:
+        with np.load(p) as f:
+            points = np.asarray(f["points"], dtype=np.float32)
+    except Exception:  # missing, torn, not an npz, no "points": nothing to draw
         return None
-    with np.load(p) as f:
-        return f["points"]
+    return points if points.ndim == 2 and points.shape[1] == 2 else None
+
+
+def load_grid(path):
+    """A sample grid PNG, decoded now (a PIL image), or None when it is missing, torn or not an image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except Exception:  # OSError, PIL's UnidentifiedImageError, a truncated stream ...
+        return None
+
+
+def checkpoint_warnings(run_dir) -> list[str]:
+    """Unreadable checkpoints newer than the newest readable one, and which step resume/sampling use instead.
+
+    A cheap check (runs.checkpoint_problem reads no tensors), fit for a page that refreshes every few seconds.
+    """
+    bad = []
+    for step, path in reversed(runs.checkpoints(run_dir).items()):
+        problem = runs.checkpoint_problem(path)
+        if problem is None:
+            return [f"{p}; Resume and Samples use step {step}, the newest checkpoint that loads" for p in bad]
+        bad.append(problem)
+    return [f"{p}; no checkpoint of this run loads" for p in bad]

@@ -198,7 +198,7 @@ def test_primary_score_ignores_non_finite():
 # ---------------------------------------------------------------- during training
 def test_best_checkpoint_follows_fid_and_skips_non_finite(runs_root, monkeypatch):
     fids = iter([5.0, 4.0, math.nan])
-    train_module = importlib.import_module("gancore.train")  # (gancore.train is also the function)
+    train_module = importlib.import_module("gancore.trainer")  # (gancore.train is also the function)
     monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {"fid": next(fids)})
     run_dir = gancore.train(tiny(name="best", eval_every=2))
     status = runs.read_status(run_dir)
@@ -210,7 +210,7 @@ def test_best_checkpoint_follows_fid_and_skips_non_finite(runs_root, monkeypatch
 
 
 def test_resume_before_the_best_step_forgets_it(runs_root, monkeypatch):
-    train_module = importlib.import_module("gancore.train")
+    train_module = importlib.import_module("gancore.trainer")
     fids = iter([5.0, 4.0, math.nan, 7.0, 6.0])
     monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {"fid": next(fids)})
     run_dir = gancore.train(tiny(name="resume-best", eval_every=2))

@@ -1,10 +1,9 @@
 """Compare: overlay any logged metric of several runs; best/last table, config diff, CSV, sample grids."""
 import streamlit as st
-from PIL import Image
 
 from common import line_chart, metrics, run_names, runs_root
 from gancore import runs, views
-from gancore.metrics import provenance_difference
+from gancore.records import provenance_difference
 
 st.title("Compare")
 root = runs_root()
@@ -12,7 +11,7 @@ names = run_names()
 if not names:
     st.info("No runs yet: start some on **Launch** (a sweep gives several at once).")
     st.stop()
-configs = {n: runs.read_json(root / n / "config.json", {}) for n in names}
+configs = {n: runs.read_json_object(root / n / "config.json") for n in names}
 
 with st.expander("Filter", expanded=False):
     pattern = st.text_input("Run name (regular expression)", key="cmp_pattern", placeholder="e.g. grid|ring")
@@ -95,7 +94,11 @@ else:
             note = "" if shown_step == step else f" (its grid at step {shown_step})" if shown_step else " (no grid)"
             st.markdown(f"<span style='color:{colors[n]}'>■</span> {n}{note}", unsafe_allow_html=True)
             if shown_step is not None:
-                st.image(Image.open(grids[n][shown_step]), width="stretch")
+                img = views.load_grid(grids[n][shown_step])
+                if img is None:
+                    st.caption(f"grid of step {shown_step} unreadable")
+                else:
+                    st.image(img, width="stretch")
     st.caption("Each run draws its grids from its own fixed noise batch (seeded by the run's seed): runs with the "
                "same seed and z_dim show the same noise. A run without a grid at the chosen step shows its latest "
                "one before it.")

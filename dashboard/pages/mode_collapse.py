@@ -14,22 +14,26 @@ st.caption("On the 8-Gaussian ring and the 25-Gaussian grid the true distributio
            "modes (radius 3σ, the protocol's high-quality distance); blue dots are 2,500 generated points "
            "from the run's fixed noise.")
 root = runs_root()
-point_runs = [n for n in run_names() if runs.read_json(root / n / "data.json", {}).get("kind") == "points"]
+point_runs = [n for n in run_names() if runs.read_json_object(root / n / "data.json").get("kind") == "points"]
 name = pick_run("Run", key="mc_pick", names=point_runs, help="runs on 2-D data (ring, grid)")
 if name is None:
     st.info("No 2-D runs yet. Launch one with the preset *WGAN-GP on the 25-Gaussian grid* or "
             "*PacGAN on the 8-Gaussian ring* (a minute or two on 2 CPU cores).")
     st.stop()
 path = root / name
-info = runs.read_json(path / "data.json", {})
+info = runs.read_json_object(path / "data.json")
 modes = np.asarray(info.get("modes") or [], dtype=float)
 sigma = float(info.get("sigma") or 0.0)
-steps = sorted(s for s in runs.sample_grids(path) if views.points_at(path, s) is not None)
+steps = list(runs.sample_points(path))
 if not steps:
     st.info("No saved points yet: the first come with the first sample grid (every `sample_every` steps).")
     st.stop()
 step = st.select_slider("step", steps, value=steps[-1], key=f"mc_step_{name}") if len(steps) > 1 else steps[0]
 points = views.points_at(path, step)
+if points is None:
+    st.warning(f"The points saved at step {step} cannot be read (samples/step_{step:07d}.npz is torn or corrupt); "
+               f"pick another step.", icon=":material/warning:")
+    st.stop()
 
 cov = mode_coverage(torch.from_numpy(points), torch.from_numpy(modes), sigma) if len(modes) else {}
 c1, c2, c3 = st.columns(3)

@@ -1,6 +1,5 @@
 """Monitor: one run, live — progress, losses, D's outputs, gradient norms, speed, samples, metrics, log."""
 import streamlit as st
-from PIL import Image
 
 from common import (LIVE_SECONDS, line_chart, metrics, overlay_chart, pick_run, run_names, runs_root,
                     state_badge)
@@ -39,8 +38,8 @@ live = views.state_of(runs.read_status(path)) in ("running", "queued")
 @st.fragment(run_every=LIVE_SECONDS if live else None)
 def monitor():
     status = runs.read_status(path)
-    config = runs.read_json(path / "config.json", {})
-    info = runs.read_json(path / "data.json", {})
+    config = runs.read_json_object(path / "config.json")
+    info = runs.read_json_object(path / "data.json")
     df = metrics(path)
     state = views.state_of(status)
     step, steps = status.get("step", 0), status.get("steps") or config.get("steps") or 1
@@ -62,7 +61,7 @@ def monitor():
     if best:
         st.caption(f"best so far: step {best['step']}, {views.format_scores(best['value'])}")
 
-    for warning in views.health_warnings(df, status, config, info):
+    for warning in views.health_warnings(df, status, config, info) + views.checkpoint_warnings(path):
         st.warning(warning, icon=":material/warning:")
 
     if df.empty:
@@ -99,8 +98,13 @@ def monitor():
             chosen = st.select_slider("grid at step", steps_with, value=steps_with[-1], key=f"grid_{name}")
         else:
             chosen = steps_with[0]
-        st.image(Image.open(grids[chosen]), caption=f"step {chosen}" +
-                 (" · one row per class" if info.get("conditional") else ""), width=560)
+        img = views.load_grid(grids[chosen])
+        if img is None:
+            st.warning(f"The grid of step {chosen} cannot be read (being replaced, or damaged).",
+                       icon=":material/warning:")
+        else:
+            st.image(img, caption=f"step {chosen}" + (" · one row per class" if info.get("conditional") else ""),
+                     width=560)
 
     with st.expander("Log", expanded=state == "failed"):
         st.code("\n".join(launch.log_tail(path, 25)) or "(empty)", language=None)

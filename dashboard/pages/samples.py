@@ -11,21 +11,26 @@ from gancore.sample import class_morph, class_rows, generate, image_grid, interp
 st.title("Samples")
 root = runs_root()
 image_runs = [n for n in run_names()
-              if runs.read_json(root / n / "data.json", {}).get("kind") == "image" and runs.checkpoints(root / n)]
+              if runs.read_json_object(root / n / "data.json").get("kind") == "image" and runs.checkpoints(root / n)]
 name = pick_run("Run", key="samples_pick", names=image_runs, help="image runs with at least one checkpoint")
 if name is None:
     st.info("No image run with a checkpoint yet. Train one (the quick start on **Runs** takes about 5 minutes).")
     st.stop()
 path = root / name
 steps = list(runs.checkpoints(path))
+unreadable = {s: problem for s in steps if (problem := runs.checkpoint_problem(runs.checkpoint_path(path, s)))}
+readable = [s for s in steps if s not in unreadable]
 options = (["best"] if runs.best_checkpoint_path(path).is_file() else []) + steps[::-1]
 c1, c2, c3, c4 = st.columns(4)
-step = c1.selectbox("Checkpoint", options, format_func=lambda s: "best (by FID)" if s == "best" else f"step {s}",
-                    index=options.index(steps[-1]), key="samples_step")
+step = c1.selectbox("Checkpoint", options, index=options.index(readable[-1] if readable else steps[-1]),
+                    format_func=lambda s: "best (by FID)" if s == "best" else
+                    f"step {s}" + (" (unreadable)" if s in unreadable else ""), key="samples_step")
 seed = int(c2.number_input("Seed", value=0, step=1, key="samples_seed"))
 use_trunc = c3.checkbox("Truncation", key="samples_trunc_on", help="redraw latent entries beyond |T|: "
                         "less variety, cleaner samples")
 truncation = c4.slider("T", 0.1, 3.0, 1.0, 0.1, key="samples_trunc", disabled=not use_trunc) if use_trunc else None
+for warning in views.checkpoint_warnings(path):  # the same warning as Monitor and `gancore sample`
+    st.warning(warning, icon=":material/warning:")
 
 try:
     G, cfg, info = generator(str(path), step, checkpoint_mtime(path, step))
