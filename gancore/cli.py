@@ -6,6 +6,7 @@ directory as its last line on stdout, whatever the outcome.
 """
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 
@@ -20,6 +21,11 @@ class UsageError(GancoreError):
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse prints usage and several lines; we want one
         raise UsageError(message)
+
+
+def main_process() -> bool:
+    """False on the other ranks of a torchrun launch (RANK > 0), which print nothing of their own."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,10 +116,12 @@ def cmd_train(args) -> int:
             config = TrainConfig.from_json(args.config).to_dict() if args.config else {}
             run_dir = train({**config, **flags})
     except RunFailed as e:
-        print(f"gancore: run failed: {e}", file=sys.stderr)
-        print(e.run_dir)
+        if main_process():
+            print(f"gancore: run failed: {e}", file=sys.stderr)
+            print(e.run_dir)
         return 1
-    print(run_dir)
+    if main_process():
+        print(run_dir)
     return 0
 
 
@@ -208,7 +216,8 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except GancoreError as e:
-        print(f"gancore: error: {e}", file=sys.stderr)
+        if main_process():  # under torchrun every rank meets the same error: say it once
+            print(f"gancore: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gancore: interrupted", file=sys.stderr)

@@ -80,6 +80,7 @@ class TrainConfig:
     # --- device ---
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
     precision: str = "fp32"  # fp32, or bf16 / fp16 autocast on CUDA (fp16 adds a grad scaler)
+    compile: bool = False  # torch.compile G and D (CPU needs a C compiler); not with wgan-gp or R1 (double backward)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import runs
+from . import distributed, runs
 from .augment import diff_augment, parse_policy
 from .conditioning import METHODS
 from .config import TrainConfig, coerce
@@ -36,6 +36,7 @@ from .sample import image_grid, points_image, to_uint8
 from .setup import RESUMABLE_FIELDS, default_name, load_and_resolve
 
 HEARTBEAT_SECONDS = 10
+STOP_CHECK_STEPS = 10  # several processes agree on a stop request this often (and at every record)
 
 
 class RunFailed(RuntimeError):
@@ -47,26 +48,78 @@ class RunFailed(RuntimeError):
 
 
 def train(config=None, *, resume=None, **overrides) -> str:
-    """Train a GAN; returns the run directory. `config`: a TrainConfig, a dict of fields, or None (defaults)."""
+    """Train a GAN; returns the run directory. `config`: a TrainConfig, a dict of fields, or None (defaults).
+
+    Under torchrun every process calls this with the same fields; rank 0 makes and writes the run
+    directory, the others train beside it (distributed.py).
+    """
     if resume is not None:
         changes = dict(config or {}) if not isinstance(config, TrainConfig) else {}
         return resume_run(resume, {**changes, **overrides})
     if isinstance(config, TrainConfig):
         config = config.explicit_fields()  # so that a preset fills only the fields left at their defaults
-    cfg, data = load_and_resolve({**(config or {}), **overrides}, make_root=True)
-    scorer, note = image_scorer(cfg, data)  # before the run directory: a failure here leaves nothing behind
-    run_dir = runs.claim_run_dir(cfg.runs_root, cfg.name or default_name(cfg), numbered=not cfg.name)
+    cfg, data = load_and_resolve({**(config or {}), **overrides}, make_root=True)  # every rank: same checks, data
+    world = distributed.start(cfg.device)
+    check_world(cfg, world)
+    scorer, note = None, None
+
+    def create():  # rank 0: the evaluator, then the run directory (a failure in the first leaves nothing behind)
+        nonlocal scorer, note
+        scorer, note = image_scorer(cfg, data)
+        run_dir = runs.claim_run_dir(cfg.runs_root, cfg.name or default_name(cfg), numbered=not cfg.name)
+        cfg.name = run_dir.name
+        runs.write_json_atomic(run_dir / "config.json", cfg.to_dict())
+        runs.write_json_atomic(run_dir / "data.json", data_info(data, cfg))
+        runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(), step=0,
+                           steps=cfg.steps, images_seen=0, error=None, resumes=[], created=time.time(),
+                           world_size=world.size)
+        return str(run_dir)
+
+    run_dir = Path(on_main(create, world))
     cfg.name = run_dir.name
-    runs.write_json_atomic(run_dir / "config.json", cfg.to_dict())
-    runs.write_json_atomic(run_dir / "data.json", data_info(data, cfg))
-    runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(),
-                       step=0, steps=cfg.steps, images_seen=0, error=None, resumes=[], created=time.time())
     try:
-        trainer = Trainer(run_dir, cfg, data, scorer=scorer, notes=[note] if note else [])
+        trainer = Trainer(run_dir, cfg, data, scorer=scorer, notes=[note] if note else [], world=world)
     except BaseException as e:  # never leave "queued" behind without a process
-        runs.update_status(run_dir, state="failed", pid=None, error=f"{type(e).__name__}: {e}", finished=time.time())
+        if world.main:
+            runs.update_status(run_dir, state="failed", pid=None, error=f"{type(e).__name__}: {e}",
+                               finished=time.time())
         raise
-    return trainer.run()
+    return run_and_leave(trainer)
+
+
+def run_and_leave(trainer) -> str:
+    """trainer.run(), then leave the process group (several processes) whatever the outcome."""
+    ok = False
+    try:
+        run_dir = trainer.run()
+        ok = True
+        return run_dir
+    finally:
+        distributed.stop(trainer.world, ok)
+
+
+def on_main(make, world):
+    """make() on rank 0 only; its result, or its one-line error, reaches every rank (which then all stop)."""
+    result, error = None, None
+    if world.main:
+        try:
+            result = make()
+        except GancoreError as e:
+            error = e
+    result, message = distributed.broadcast((result, None if error is None else str(error)), world)
+    if message is not None:
+        raise error if world.main else RunError(message)
+    return result
+
+
+def check_world(cfg, world) -> None:
+    """batch_size is the global batch: it must split evenly over the processes (and into packs on each)."""
+    if cfg.batch_size % world.size:
+        raise ConfigError(f"--batch_size: {cfg.batch_size} (the global batch) must split evenly over "
+                          f"{world.size} processes")
+    if (cfg.batch_size // world.size) % cfg.pack:
+        raise ConfigError(f"--pack: each of {world.size} processes gets {cfg.batch_size // world.size} samples, "
+                          f"not a multiple of pack {cfg.pack}")
 
 
 def resume_run(run_dir, changes: dict) -> str:
@@ -74,11 +127,13 @@ def resume_run(run_dir, changes: dict) -> str:
 
     Unreadable newer checkpoints are skipped (and said so in train.log and on stderr) and kept on disk;
     when none loads, nothing changes and RunError names them. A resume that fails before training
-    puts back the run's previous state, with the reason in `error`.
+    puts back the run's previous state, with the reason in `error`. A run may resume with another
+    number of processes than it trained with.
     """
     run_dir = runs.check_run_dir(run_dir)
+    world = distributed.env_world()
     status = runs.read_status(run_dir)
-    if runs.is_active(status) and status.get("pid") != os.getpid():
+    if world.main and runs.is_active(status) and status.get("pid") != os.getpid():
         raise RunError(f"--resume: {run_dir} is still being trained by pid {status.get('pid')}")
     # launch.resume marks the run queued before this process starts, keeping what it was in before_resume
     before = status.get("before_resume") if status.get("state") == "queued" else None
@@ -98,24 +153,30 @@ def resume_run(run_dir, changes: dict) -> str:
         start, _, state = loaded or (0, None, None)
         if cfg.steps < start:
             raise ConfigError(f"--steps: {cfg.steps} is before the latest checkpoint (step {start})")
-        scorer, note = image_scorer(cfg, data)
+        world = distributed.start(cfg.device)
+        check_world(cfg, world)
+        scorer, note = image_scorer(cfg, data) if world.main else (None, None)
+        distributed.broadcast(None, world)  # every rank has read the run before rank 0 writes to it
     except BaseException as e:
-        if before is not None:  # the launcher said "queued": put back what the run was, saying why
+        if before is not None and world.main:  # the launcher said "queued": put back what the run was, saying why
             reason = str(e) if isinstance(e, GancoreError) else f"{type(e).__name__}: {e}"
             runs.update_status(run_dir, state=previous["state"], error=f"resume failed: {reason}", before_resume=None)
         raise
-    runs.write_json_atomic(run_dir / "config.json", cfg.to_dict())
-    runs.truncate_metrics(run_dir, start)
-    resumes = status.get("resumes", []) + [{"step": start, "time": time.time()}]
-    runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(),
-                       steps=cfg.steps, error=None, resumes=resumes, before_resume=None)
+    if world.main:
+        runs.write_json_atomic(run_dir / "config.json", cfg.to_dict())
+        runs.truncate_metrics(run_dir, start)
+        resumes = status.get("resumes", []) + [{"step": start, "time": time.time()}]
+        runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(),
+                           steps=cfg.steps, error=None, resumes=resumes, before_resume=None, world_size=world.size)
     notes = [f"resume: {msg}; continuing from step {start}" for msg in skipped] + ([note] if note else [])
     try:
-        trainer = Trainer(run_dir, cfg, data, resume_state=state, scorer=scorer, notes=notes)
+        trainer = Trainer(run_dir, cfg, data, resume_state=state, scorer=scorer, notes=notes, world=world)
     except BaseException as e:
-        runs.update_status(run_dir, state=previous["state"], pid=None, error=f"resume failed: {type(e).__name__}: {e}")
+        if world.main:
+            runs.update_status(run_dir, state=previous["state"], pid=None,
+                               error=f"resume failed: {type(e).__name__}: {e}")
         raise
-    return trainer.run()
+    return run_and_leave(trainer)
 
 
 def image_scorer(cfg, data):
@@ -187,15 +248,18 @@ class Trainer:
     notes: lines for train.log (and stderr) when the run starts: a skipped checkpoint, metrics off.
     """
 
-    def __init__(self, run_dir, cfg: TrainConfig, data, resume_state=None, scorer=None, notes=()):
-        self.run_dir, self.cfg = Path(run_dir), cfg
-        self.device = torch.device(cfg.device)
+    def __init__(self, run_dir, cfg: TrainConfig, data, resume_state=None, scorer=None, notes=(),
+                 world: distributed.World = distributed.SINGLE):
+        self.run_dir, self.cfg, self.world = Path(run_dir), cfg, world
+        self.device = torch.device("cuda", world.local_rank) if cfg.device == "cuda" and world.multi \
+            else torch.device(cfg.device)
         self.data = data.to(self.device)
+        self.batch = cfg.batch_size // world.size  # batch_size is global: each process draws its share
         self.conditional = cfg.conditioning != "none"
         self.method = METHODS[cfg.conditioning]  # owns its extra loss terms (ACGAN's class loss)
         self.d_loss, self.g_loss = LOSSES[cfg.loss]
 
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
         self.G, self.D = build_models(cfg, data.shape, data.num_classes)
@@ -204,6 +268,8 @@ class Trainer:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema else None
         self.opt_g = make_optimizer(cfg, self.G, cfg.lr_g)
         self.opt_d = make_optimizer(cfg, self.D, cfg.lr_d)
+        if world.rank:  # every other rank: its own dropout, augmentation and penalty draws (rank 0 keeps the run's)
+            torch.manual_seed(distributed.rank_seed(cfg.seed, world.rank))
         self.augment_policy = parse_policy(cfg.diffaug)
         fp16 = cfg.precision == "fp16"
         # One scaler per optimiser: D steps n_critic times per G step, and a scaler updates once per step.
@@ -212,10 +278,25 @@ class Trainer:
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         self.autocast = lambda: torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
+        # What each update calls. Several processes: DDP wrappers that average gradients over the ranks and
+        # broadcast rank 0's buffers (batch-norm statistics, spectral-norm vectors) at every forward. The G
+        # step judges with the plain D: its parameters are frozen there, and DDP must not wait for their
+        # gradients. --compile: torch.compile on top (the plain modules keep the weights and the checkpoints).
+        self.G_step, self.D_step, self.D_frozen = self.G, self.D, self.D
+        if world.multi:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G_step = DDP(self.G, device_ids=ids)  # DDP's default: buffers follow rank 0 at every forward
+            self.D_step = DDP(self.D, device_ids=ids)
+        if cfg.compile:
+            self.G_step, self.D_step = torch.compile(self.G_step), torch.compile(self.D_step)
+            self.D_frozen = self.D_step if not world.multi else torch.compile(self.D)
+
         # Separate generators: batch indices and training noise are reproducible and resumable,
-        # and sampling/evaluation never disturb the training stream.
-        self.gen_data = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        self.gen_z = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
+        # and sampling/evaluation never disturb the training stream. Each rank has its own streams.
+        self.gen_data = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(cfg.seed + 1, world.rank))
+        self.gen_z = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(cfg.seed + 2, world.rank))
         self.fixed_z, self.fixed_y = self.fixed_batch()
 
         self.scorer, self.notes = scorer, list(notes)  # scorer: image metrics (None: 2-D data, or no evaluator)
@@ -223,7 +304,7 @@ class Trainer:
         self.best = None  # status.json's "best": the evaluation behind checkpoints/best.pt
         if resume_state is not None:
             self.load_checkpoint(resume_state)
-            self.best = self.resumed_best()
+            self.best = self.resumed_best() if world.main else None
 
     def fixed_batch(self):
         """The noise (and labels) behind every progress grid: a row of 10 per class, 8x8, or 2,500 points."""
@@ -248,12 +329,12 @@ class Trainer:
             y = torch.randint(0, self.data.num_classes, (n,), generator=self.gen_z, device=self.device)
         return z, y
 
-    def D_judge(self, x, y):
+    def D_judge(self, x, y, D=None):
         """D's (logits, class_logits) on what it sees: DiffAugment first when on (real and fake alike).
-        D always gets y; the conditioning method decides whether it looks at it."""
+        D always gets y; the conditioning method decides whether it looks at it. D: the D step's by default."""
         if self.augment_policy:
             x = diff_augment(x, self.augment_policy)
-        return self.D(x, y)
+        return (D if D is not None else self.D_step)(x, y)
 
     def optimizer_step(self, loss, model, opt, scaler, measure: bool):
         """Backward, optional gradient clipping, step; returns the gradient norm before clipping when measured."""
@@ -269,7 +350,7 @@ class Trainer:
 
     def train_step(self, measure: bool) -> dict:
         """One G step and its D steps; returns detached scalars to log (and gradient norms when measured)."""
-        cfg, B = self.cfg, self.cfg.batch_size
+        cfg, B = self.cfg, self.batch
         out = {}
 
         # (1) Update D: n_critic times on fresh real and fake batches.
@@ -280,7 +361,7 @@ class Trainer:
             y = y if self.conditional else None  # fakes get the real batch's labels
             with self.autocast():
                 with torch.no_grad():
-                    fake = self.G(z, y)
+                    fake = self.G_step(z, y)
                 real_logits, real_cls = self.D_judge(x, y)
                 fake_logits, fake_cls = self.D_judge(fake, y)
                 loss_d = self.d_loss(real_logits.float(), fake_logits.float(), cfg.label_smoothing)
@@ -298,13 +379,13 @@ class Trainer:
             norm = self.optimizer_step(loss_d, self.D, self.opt_d, self.scaler_d, measure)
             if cfg.loss == "wgan":
                 clip_weights(self.D, cfg.clip_value)
-            self.images_seen += B
+            self.images_seen += cfg.batch_size  # all ranks' real images
 
         # (2) Update G: make D call fakes real. D's weights are frozen so no D gradients are computed.
         self.D.requires_grad_(False)
         z, y_fake = self.noise(B)
         with self.autocast():
-            logits, cls = self.D_judge(self.G(z, y_fake), y_fake)
+            logits, cls = self.D_judge(self.G_step(z, y_fake), y_fake, D=self.D_frozen)
             loss_g = self.g_loss(logits.float())
             extra, logs = self.method.g_loss(cfg, cls, y_fake)
             loss_g = loss_g + extra
@@ -330,6 +411,7 @@ class Trainer:
             horizon = min(horizon, self.cfg.ema_rampup * self.step)
         ema_p, p = list(self.G_ema.parameters()), list(self.G.parameters())
         torch._foreach_lerp_(ema_p, p, 1 / max(horizon, 1.0))
+        distributed.broadcast_buffers(self.G, self.world)  # so the EMA copy is the same on every rank
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)  # batch-norm statistics follow G directly
 
@@ -338,37 +420,43 @@ class Trainer:
         """Train to cfg.steps (or until SIGTERM/SIGINT), recording as scheduled; returns the run directory.
 
         Raises RunFailed on a non-finite loss. The final state (done, stopped, failed) is written in
-        one place, `finish`.
+        one place, `finish`. Only rank 0 writes the run directory; the other ranks' log and metrics
+        lines go to os.devnull.
         """
-        cfg = self.cfg
+        cfg, main = self.cfg, self.world.main
         self.clock0 = time.monotonic() - self.elapsed  # training seconds continue across resumes
         self.sums = RunningMeans()  # losses, D outputs and penalties since the last record, kept on the device
         self.interval_start = (time.monotonic(), self.images_seen)
         self.last_beat = time.monotonic()
         self.saved_step = self.step  # the step of the newest checkpoint this process can vouch for
-        with open(self.run_dir / "train.log", "a") as self.log_file, \
-                open(self.run_dir / "metrics.jsonl", "a") as self.metrics_file, \
-                tqdm(total=cfg.steps, initial=self.step, disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar, \
+        self.stopping = False  # a stop request every rank has agreed on
+        with open(self.run_dir / "train.log" if main else os.devnull, "a") as self.log_file, \
+                open(self.run_dir / "metrics.jsonl" if main else os.devnull, "a") as self.metrics_file, \
+                tqdm(total=cfg.steps, initial=self.step, disable=not (main and sys.stderr.isatty()),
+                     dynamic_ncols=True) as bar, \
                 StopRequested() as stop:
             self.bar = bar
             self.begin()
             try:
                 # --- the loop: one step, then whatever the schedule (or a stop request) asks of it
-                while self.step < cfg.steps and stop.signal is None:
+                while self.step < cfg.steps and not self.stopping:
                     self.step += 1
+                    distributed.injected_fault(self.world, self.step)
                     scalars = self.train_step(measure=self.is_due(cfg.log_every))
                     grad_norms = {k: scalars.pop(k) for k in ("grad_norm_d", "grad_norm_g") if k in scalars}
                     self.sums.add(scalars)
                     bar.update(1)
-                    due = self.due(stopping=stop.signal is not None)
+                    due = self.due()
+                    self.stopping = self.agree_to_stop(stop, checkpoint_due=bool(due))
+                    if self.stopping:
+                        due.add("ckpt")
                     if due:
                         self.record(due, grad_norms)
                     elif time.monotonic() - self.last_beat > HEARTBEAT_SECONDS:
                         self.beat()
-                if stop.signal is not None and self.saved_step != self.step:  # asked between two steps
-                    self.record({"ckpt"}, {})
+                self.check_ranks_agree()
             except NonFinite as e:
-                good = runs.latest_loadable_checkpoint(self.run_dir)
+                good = runs.latest_loadable_checkpoint(self.run_dir) if main else None
                 bad = ", ".join(f"{k}={v}" for k, v in e.means.items() if not math.isfinite(v))
                 msg = (f"non-finite loss ({bad}) by step {self.step}; "
                        f"last good checkpoint: {'step ' + str(good[0]) if good else 'none'}")
@@ -377,17 +465,21 @@ class Trainer:
             except BaseException as e:
                 self.finish("failed", f"FAILED: {type(e).__name__}: {e}", error=f"{type(e).__name__}: {e}")
                 raise
-            if stop.signal is not None:
-                self.finish("stopped", f"stopped by {stop.signal} at step {self.step}; checkpoint saved")
+            if self.stopping:
+                self.finish("stopped", f"stopped by {stop.signal or 'another rank'} at step {self.step}; "
+                                       f"checkpoint saved")
             else:
                 self.finish("done", f"done: {self.step} steps, {self.images_seen} images, {self.elapsed:.1f} s")
         return str(self.run_dir)
 
     def begin(self):
         cfg = self.cfg
-        runs.update_status(self.run_dir, state="running", pid=os.getpid(), host=socket.gethostname(),
-                           step=self.step, steps=cfg.steps, images_seen=self.images_seen, started=time.time())
-        self.log(f"{'resumed at' if self.step else 'started'} step {self.step}/{cfg.steps} on {self.device} "
+        if self.world.main:
+            runs.update_status(self.run_dir, state="running", pid=os.getpid(), host=socket.gethostname(),
+                               step=self.step, steps=cfg.steps, images_seen=self.images_seen, started=time.time(),
+                               world_size=self.world.size)
+        procs = f" x {self.world.size} processes" if self.world.multi else ""
+        self.log(f"{'resumed at' if self.step else 'started'} step {self.step}/{cfg.steps} on {self.device}{procs} "
                  f"({cfg.dataset}, {cfg.model}, {cfg.loss}, conditioning={cfg.conditioning})")
         for note in self.notes:
             self.log(note)
@@ -395,19 +487,30 @@ class Trainer:
     def is_due(self, every: int) -> bool:
         return every > 0 and (self.step % every == 0 or self.step == self.cfg.steps)
 
-    def due(self, stopping: bool) -> set:
-        """What this step must do besides training: log, eval, sample, ckpt (a stop request adds ckpt)."""
+    def due(self) -> set:
+        """What this step must do besides training: log, eval, sample, ckpt."""
         cfg = self.cfg
-        due = {name for name, every in (("log", cfg.log_every), ("eval", cfg.eval_every),
-                                        ("sample", cfg.sample_every), ("ckpt", cfg.ckpt_every)) if self.is_due(every)}
-        return due | {"ckpt"} if stopping else due
+        return {name for name, every in (("log", cfg.log_every), ("eval", cfg.eval_every),
+                                         ("sample", cfg.sample_every), ("ckpt", cfg.ckpt_every)) if self.is_due(every)}
+
+    def agree_to_stop(self, stop, checkpoint_due: bool) -> bool:
+        """Whether to checkpoint and stop after this step. One process: as soon as SIGTERM/SIGINT arrives.
+        Several: when any rank has one, decided together every STOP_CHECK_STEPS steps and at every record
+        (ranks receive the signal at slightly different moments, and must stop at the same step)."""
+        if not self.world.multi:
+            return stop.signal is not None
+        if not checkpoint_due and self.step % STOP_CHECK_STEPS:
+            return False
+        return distributed.any_rank(stop.signal is not None, self.world, self.device)
 
     def record(self, due: set, grad_norms: dict):
         """Everything a due step writes, in order: metrics line (log, eval), grid, checkpoint, status.
 
-        The one place that checks for non-finite values: nothing is saved after one appears.
+        The one place that checks for non-finite values: nothing is saved after one appears. Every rank
+        comes here at the same steps; only rank 0 evaluates and writes.
         """
-        means = self.sums.means()  # the one device sync per record
+        main = self.world.main
+        means = distributed.mean_over_ranks(self.sums.means(), self.world)  # the one device sync per record
         if not all(map(math.isfinite, means.values())):
             raise NonFinite(means)
         record = {}
@@ -417,7 +520,7 @@ class Trainer:
             self.interval_start = (now, self.images_seen)
             self.sums.reset()
             self.bar.set_postfix(loss_d=f"{means['loss_d']:.3f}", loss_g=f"{means['loss_g']:.3f}")
-        if "eval" in due:
+        if "eval" in due and main:  # rank 0 alone: the others go on to the next step's gradient exchange and wait
             scores = self.evaluate()
             record.update(scores)
             self.keep_best(scores, self.clock())
@@ -429,7 +532,7 @@ class Trainer:
             self.metrics_file.flush()
             if "log" in due:
                 self.log(format_record(record), to_console=self.bar.disable)
-        if "sample" in due:
+        if "sample" in due and main:
             self.save_samples()
         if "ckpt" in due:
             self.save_checkpoint(self.clock())
@@ -437,14 +540,26 @@ class Trainer:
         self.beat()
 
     def beat(self):
-        runs.update_status(self.run_dir, step=self.step, images_seen=self.images_seen)
+        if self.world.main:
+            runs.update_status(self.run_dir, step=self.step, images_seen=self.images_seen)
         self.last_beat = time.monotonic()
 
     def finish(self, state: str, line: str, error: str | None = None):
-        """The run's final state, written once: done, stopped or failed (with the reason)."""
+        """The run's final state, written once (by rank 0): done, stopped or failed (with the reason)."""
         self.log(line)
-        runs.update_status(self.run_dir, state=state, step=self.step, images_seen=self.images_seen, error=error,
-                           finished=time.time())
+        if self.world.main:
+            runs.update_status(self.run_dir, state=state, step=self.step, images_seen=self.images_seen, error=error,
+                               finished=time.time())
+
+    def check_ranks_agree(self):
+        """Several processes: G, D and the EMA copy must be identical on every rank; say so in train.log."""
+        if not self.world.multi:
+            return
+        modules = [m for m in (self.G, self.D, self.G_ema) if m is not None]
+        prints = distributed.gather(distributed.fingerprint(*modules), self.world)
+        if len(set(prints)) != 1:
+            raise RuntimeError(f"the {self.world.size} processes hold different weights (sha1 {', '.join(prints)})")
+        self.log(f"ranks agree: G, D and G_ema are identical on all {self.world.size} processes (sha1 {prints[0][:12]})")
 
     def clock(self) -> float:
         self.elapsed = time.monotonic() - self.clock0
@@ -474,7 +589,10 @@ class Trainer:
     def evaluate(self) -> dict:
         """The metrics of this step (see metrics.evaluate), with `eval_s`, the seconds they took."""
         start = time.perf_counter()
-        with self.sampling_generator() as G, torch.random.fork_rng(devices=[]):  # training RNG untouched
+        # training RNG untouched: the CPU's, and the GPU's when training on one
+        gpus = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+            if self.device.type == "cuda" else []
+        with self.sampling_generator() as G, torch.random.fork_rng(devices=gpus):
             scores = evaluate(G, self.cfg.z_dim, self.data, self.conditional, n=self.cfg.eval_n,
                               seed=self.cfg.seed, scorer=self.scorer, device=self.device)
         return {**scores, "eval_s": round(time.perf_counter() - start, 3)} if scores else {}
@@ -521,13 +639,22 @@ class Trainer:
         runs.save_png_atomic(img, stem.with_suffix(".png"))
 
     def save_checkpoint(self, elapsed):
-        runs.torch_save_atomic(self.checkpoint_state(elapsed), runs.checkpoint_path(self.run_dir, self.step))
+        """Every rank hands its RNG streams to rank 0 (a collective), which writes the checkpoint."""
+        ranks = distributed.gather(self.rng_state(), self.world) if self.world.multi else None
+        if self.world.main:
+            runs.torch_save_atomic(self.checkpoint_state(elapsed, ranks), runs.checkpoint_path(self.run_dir, self.step))
 
-    def checkpoint_state(self, elapsed) -> dict:
+    def checkpoint_state(self, elapsed, ranks=None) -> dict:
+        """What a checkpoint holds. `rng` is this rank's streams; with several processes `rng["ranks"]` holds
+        every rank's, so a resume with as many processes continues each one exactly."""
+        rng = self.rng_state()
+        if ranks is not None:
+            rng["ranks"] = ranks
         return {
             "step": self.step,
             "images_seen": self.images_seen,
             "elapsed": elapsed,
+            "world_size": self.world.size,
             "config": self.cfg.to_dict(),
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
@@ -536,18 +663,28 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "scaler_g": self.scaler_g.state_dict(),
             "scaler_d": self.scaler_d.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": numpy_rng_state(),
-                "python": random.getstate(),
-                "data": self.gen_data.get_state(),
-                "z": self.gen_z.get_state(),
-            },
+            "rng": rng,
+        }
+
+    def rng_state(self) -> dict:
+        """This process's random streams, with the kind of device its generators live on."""
+        return {
+            "device": self.device.type,  # CPU generators are MT19937, CUDA ones Philox: states do not cross
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "numpy": numpy_rng_state(),
+            "python": random.getstate(),
+            "data": self.gen_data.get_state(),
+            "z": self.gen_z.get_state(),
         }
 
     def load_checkpoint(self, state: dict):
-        """Continue from a checkpoint's state (runs.load_checkpoint: tensors on the CPU)."""
+        """Continue from a checkpoint's state (runs.load_checkpoint: tensors on the CPU).
+
+        Weights, optimisers and counters always continue exactly. The random streams do when the run
+        resumes with as many processes on the same kind of device; otherwise each rank starts fresh
+        streams seeded from (seed, step, rank), and train.log says so.
+        """
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         if self.G_ema is not None and state["G_ema"] is not None:
@@ -556,23 +693,38 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         self.scaler_d.load_state_dict(state["scaler_d"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"].cpu())
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-        name, key, *rest = rng["numpy"]
-        np.random.set_state((name, np.array(key, dtype=np.uint32), *rest))
-        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
-        self.gen_data.set_state(rng["data"].cpu())  # generator states are CPU byte tensors, whatever the device
-        self.gen_z.set_state(rng["z"].cpu())
         self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
+        rng, saved_world = state["rng"], state.get("world_size", 1)
+        mine = (rng["ranks"][self.world.rank] if "ranks" in rng else rng) if saved_world == self.world.size else None
+        saved_device = (mine or {}).get("device", state["config"].get("device"))  # older checkpoints: the run's device
+        if mine is None or saved_device != self.device.type:
+            why = (f"{saved_world} process(es) trained it, {self.world.size} resume it" if mine is None else
+                   f"it was trained on {saved_device}, it resumes on {self.device.type}")
+            fresh = self.cfg.seed + 7919 * self.step
+            torch.manual_seed(distributed.rank_seed(fresh, self.world.rank))
+            self.gen_data.manual_seed(distributed.rank_seed(fresh + 1, self.world.rank))
+            self.gen_z.manual_seed(distributed.rank_seed(fresh + 2, self.world.rank))
+            self.notes.append(f"resume: {why}; weights, optimisers and counters continue exactly, batches and "
+                              f"noise from fresh streams seeded from (seed, step {self.step}, rank)")
+            return
+        torch.set_rng_state(mine["torch"].cpu())
+        cuda = mine.get("cuda")
+        if isinstance(cuda, list):  # older checkpoints: every visible GPU's state; ours is the first
+            cuda = cuda[0] if cuda else None
+        if cuda is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda.cpu(), self.device)
+        name, key, *rest = mine["numpy"]
+        np.random.set_state((name, np.array(key, dtype=np.uint32), *rest))
+        random.setstate((mine["python"][0], tuple(mine["python"][1]), mine["python"][2]))
+        self.gen_data.set_state(mine["data"].cpu())  # generator states are CPU byte tensors, whatever the device
+        self.gen_z.set_state(mine["z"].cpu())
 
     def log(self, line, to_console=True):
         """A line in train.log (opened once by run) and, unless a progress bar shows it, on stderr."""
         stamped = f"{datetime.now():%H:%M:%S} {line}"
         self.log_file.write(stamped + "\n")
         self.log_file.flush()
-        if to_console:
+        if to_console and self.world.main:
             tqdm.write(stamped, file=sys.stderr)
 
 

@@ -20,7 +20,7 @@ GROUPS = {
     "Schedule": ["steps", "batch_size", "n_critic", "optimizer", "lr_g", "lr_d", "beta1", "beta2", "ema",
                  "ema_decay", "ema_rampup", "log_every", "sample_every", "ckpt_every"],
     "Evaluation": ["eval_every", "eval_n", "fid_backend", "eval_train_evaluator"],
-    "Device": ["device", "precision", "seed"],
+    "Device": ["device", "precision", "compile", "seed"],
 }
 OPEN = {"Data", "Objective", "Conditioning", "Schedule"}  # sections shown expanded
 CHOICES = setup.choices()

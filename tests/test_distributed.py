@@ -1,0 +1,139 @@
+"""Multi-process training under torchrun (gloo, 2 CPU processes, tiny configs): one run directory written
+by rank 0, identical weights on every rank, exact resume with as many processes, resume with another
+number, a failing rank that stops the other, SIGTERM; and torch.compile on the CPU."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import gancore
+from gancore import runs
+from conftest import ROOT, subprocess_env, tiny, wait_for
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on Linux")
+
+
+def torchrun(runs_root, args, nproc=2, env=None, timeout=240, wait=True):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "gancore", "train", *args]
+    environ = dict(subprocess_env(runs_root), OMP_NUM_THREADS="1", **(env or {}))
+    proc = subprocess.Popen(cmd, env=environ, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def flags(**fields) -> list[str]:
+    return [a for k, v in fields.items() for a in (f"--{k}", str(v))]
+
+
+def weights(run_dir, step):
+    return torch.load(runs.checkpoint_path(run_dir, step), weights_only=True)
+
+
+def same_weights(a, b):
+    for key in ("G", "D", "G_ema"):
+        for name in a[key]:
+            if not torch.equal(a[key][name], b[key][name]):
+                return f"{key}.{name}"
+    return None
+
+
+def test_two_processes_train_one_run_with_identical_ranks(runs_root):
+    """DCGAN D with batch norm, a conditional G with batch norm, evaluation on rank 0, EMA."""
+    code, out, err = torchrun(runs_root, flags(**tiny(name="ddp", conditioning="concat", steps=8, log_every=2,
+                                                          sample_every=4, ckpt_every=4, eval_every=4, eval_n=40,
+                                                          batch_size=32)))
+    assert code == 0, err
+    assert out.strip().splitlines() == [str(runs_root / "ddp")]  # rank 0 alone prints the run directory
+    assert [p.name for p in runs_root.iterdir()] == ["ddp"]
+    records = runs.read_metrics(runs_root / "ddp")
+    assert [r["step"] for r in records] == [2, 4, 6, 8] and records[-1]["images_seen"] == 8 * 32
+    assert "fid" in records[1] and "fid" in records[3]
+    status = runs.read_status(runs_root / "ddp")
+    assert status["state"] == "done" and status["world_size"] == 2
+    log = (runs_root / "ddp" / "train.log").read_text()
+    assert "on cpu x 2 processes" in log and "ranks agree: G, D and G_ema are identical on all 2 processes" in log
+    assert log.count("step 8 ") == 1  # one writer
+    state = weights(runs_root / "ddp", 8)
+    assert state["world_size"] == 2 and len(state["rng"]["ranks"]) == 2
+    assert not torch.equal(state["rng"]["ranks"][0]["data"], state["rng"]["ranks"][1]["data"])  # own batches
+
+
+@pytest.mark.parametrize("recipe", [
+    dict(loss="wgan-gp", n_critic=2, sn_d=True, conditioning="acgan"),  # double backward, SN buffers, ACGAN head
+    dict(loss="hinge", r1_gamma=1.0, conditioning="projection", model="resnet"),  # R1, conditional BN
+    dict(dataset="ring", pack=2, mbstd=True),  # packing, minibatch stddev
+])
+def test_gan_traps_keep_the_ranks_identical_and_resume_exactly(runs_root, recipe):
+    common = dict(tiny(batch_size=32, log_every=2, ckpt_every=4, sample_every=4), **recipe)
+    code, _, err = torchrun(runs_root, flags(**dict(common, name="straight", steps=8)))
+    assert code == 0, err
+    code, _, err = torchrun(runs_root, flags(**dict(common, name="split", steps=4)))
+    assert code == 0, err
+    code, _, err = torchrun(runs_root, ["--resume", str(runs_root / "split"), "--steps", "8"])
+    assert code == 0, err
+    for run in ("straight", "split"):
+        assert "ranks agree" in (runs_root / run / "train.log").read_text()
+    assert same_weights(weights(runs_root / "straight", 8), weights(runs_root / "split", 8)) is None
+    a, b = runs.read_metrics(runs_root / "straight"), runs.read_metrics(runs_root / "split")
+    assert [r["loss_d"] for r in a] == [r["loss_d"] for r in b]
+
+
+def test_a_run_resumes_with_another_number_of_processes(runs_root):
+    code, _, err = torchrun(runs_root, flags(**tiny(name="two-one", batch_size=32, steps=4, ckpt_every=4)))
+    assert code == 0, err
+    gancore.train(resume=str(runs_root / "two-one"), steps=8)  # 2 -> 1
+    log = (runs_root / "two-one" / "train.log").read_text()
+    assert "2 process(es) trained it, 1 resume it" in log
+    one = gancore.train(tiny(name="one-two", batch_size=32, steps=4, ckpt_every=4))
+    code, _, err = torchrun(runs_root, ["--resume", one, "--steps", "8"])  # 1 -> 2
+    assert code == 0, err
+    for run in ("two-one", "one-two"):
+        status = runs.read_status(runs_root / run)
+        assert status["state"] == "done" and status["step"] == 8
+        assert [r["step"] for r in runs.read_metrics(runs_root / run)] == [2, 4, 6, 8]
+    assert "1 process(es) trained it, 2 resume it" in (runs_root / "one-two" / "train.log").read_text()
+    assert runs.read_status(runs_root / "one-two")["world_size"] == 2
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_rank_that_fails_stops_the_other(runs_root, failing):
+    start = time.monotonic()
+    code, _, err = torchrun(runs_root, flags(**tiny(name="doomed", dataset="ring", steps=400, log_every=50)),
+                            env={"GANCORE_FAULT": f"{failing}:20", "GANCORE_DIST_TIMEOUT": "60"})
+    assert code != 0 and time.monotonic() - start < 120
+    status = runs.read_status(runs_root / "doomed")
+    assert status["state"] == "failed" and status["step"] < 400
+    assert ("injected fault" if failing == 0 else "RuntimeError") in status["error"]
+
+
+def test_sigterm_to_torchrun_checkpoints_once_and_stops(runs_root):
+    proc = torchrun(runs_root, flags(**tiny(name="term", dataset="ring", steps=100_000, log_every=50,
+                                            ckpt_every=100_000, sample_every=100_000)), wait=False)
+    path = runs_root / "term"
+    wait_for(lambda: runs.read_status(path).get("step", 0) >= 100, 120, "the run to pass step 100")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    status = runs.read_status(path)
+    assert status["state"] == "stopped"
+    assert list(runs.checkpoints(path)) == [status["step"]]  # the one written on the way out
+    assert weights(path, status["step"])["world_size"] == 2
+
+
+def test_compile_trains_on_the_cpu_and_resumes(runs_root):
+    run_dir = gancore.train(tiny(name="compiled", dataset="ring", compile=True, steps=4, g_width=16, d_width=16))
+    assert runs.read_status(run_dir)["state"] == "done"
+    state = weights(run_dir, 4)
+    assert not any(k.startswith("_orig_mod") for k in state["G"])  # checkpoints hold the plain modules
+    plain = gancore.train(tiny(name="plain", dataset="ring", steps=4, g_width=16, d_width=16))
+    a, b = runs.read_metrics(run_dir), runs.read_metrics(plain)
+    assert [r["loss_d"] for r in a] == pytest.approx([r["loss_d"] for r in b], rel=1e-4)
+    with pytest.raises(gancore.ConfigError, match="--compile: wgan-gp differentiates"):
+        gancore.train(tiny(compile=True, loss="wgan-gp"))
