@@ -87,8 +87,9 @@ class MinibatchStdDev(nn.Module):
         while b % g:  # largest group size <= self.group that divides the batch
             g -= 1
         grouped = x.reshape(g, b // g, *x.shape[1:])  # (G, B/G, ...): sample i belongs to group i % (B/G)
-        std = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt()  # (B/G, ...)
-        stat = std.flatten(1).mean(1)  # (B/G,)
+        # in float32: under fp16 autocast 1e-8 rounds to 0, and sqrt's gradient at zero variance is inf
+        std = (grouped.float().var(dim=0, unbiased=False) + 1e-8).sqrt()  # (B/G, ...)
+        stat = std.flatten(1).mean(1).to(x.dtype)  # (B/G,)
         stat = stat.repeat(g)  # (B,), back in the order of x
         if x.dim() == 4:
             return torch.cat([x, stat.view(b, 1, 1, 1).expand(b, 1, *x.shape[2:])], dim=1)

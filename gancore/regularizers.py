@@ -1,11 +1,24 @@
 """Penalties on D's gradients, each a plain function returning a scalar to add to D's loss.
 
 `D` here is any callable mapping a batch to (logits, class_logits), as the networks return.
+
+Under fp16 autocast both penalties take D's gradient with its output scaled by the grad scaler and
+unscale it after, as PyTorch's AMP recipe for gradient penalties does: small gradients would
+otherwise underflow to zero in fp16 before the penalty sees them.
 """
 import torch
 
 
-def gradient_penalty(D, real, fake, y=None):
+def input_gradient(logits, x, scaler=None):
+    """d(sum of logits)/dx with the graph kept (for a penalty); scaled and unscaled by `scaler` when it is on."""
+    if scaler is None or not scaler.is_enabled():
+        (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+        return grad
+    (grad,) = torch.autograd.grad(scaler.scale(logits.sum()), x, create_graph=True)
+    return grad.float() / scaler.get_scale()  # get_scale syncs with the GPU: fp16 with a penalty only
+
+
+def gradient_penalty(D, real, fake, y=None, scaler=None):
     """WGAN-GP (Gulrajani et al. 2017): E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates of real and fake.
 
     Conditional runs pass the real labels, which the D step also gives to its fakes, so each
@@ -15,15 +28,15 @@ def gradient_penalty(D, real, fake, y=None):
     eps = torch.rand(shape, device=real.device, dtype=real.dtype)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     logits, _ = D(x_hat, y)
-    (grad,) = torch.autograd.grad(logits.sum(), x_hat, create_graph=True)
+    grad = input_gradient(logits, x_hat, scaler)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
-def r1_penalty(D, real, y=None):
+def r1_penalty(D, real, y=None, scaler=None):
     """R1 (Mescheder et al. 2018): E[||grad D(x)||^2] on real data, times gamma/2 by the caller."""
     x = real.detach().requires_grad_(True)
     logits, _ = D(x, y)
-    (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    grad = input_gradient(logits, x, scaler)
     return grad.flatten(1).pow(2).sum(1).mean()
 
 

@@ -175,10 +175,15 @@ def write_samples(out, x: np.ndarray, labels: np.ndarray, info: dict) -> None:
 
 # --- the class-conditional demo (dashboard Samples page, notebook 3): each returns (uint8 (N, H, W, C), ncol) ---
 
+def device_of(G) -> torch.device:
+    """Where G's weights live: noise and labels are made there."""
+    return next(G.parameters()).device
+
+
 def class_rows(G, z_dim, classes, per_row, seed=0, truncation=None):
     """One row per class in `classes`, per_row samples each; row r uses the same noise as every other row."""
-    z = noise(per_row, z_dim, seed, truncation).repeat(len(classes), 1)  # (R*per_row, z_dim)
-    y = torch.as_tensor(classes, dtype=torch.long).repeat_interleave(per_row)
+    z = noise(per_row, z_dim, seed, truncation, device_of(G)).repeat(len(classes), 1)  # (R*per_row, z_dim)
+    y = torch.as_tensor(classes, dtype=torch.long, device=device_of(G)).repeat_interleave(per_row)
     with torch.no_grad():
         return to_uint8(G(z, y)), per_row
 
@@ -186,20 +191,20 @@ def class_rows(G, z_dim, classes, per_row, seed=0, truncation=None):
 def interpolation(G, z_dim, seed_a, seed_b, steps, label=None, truncation=None):
     """A row from z(seed_a) to z(seed_b) along the great circle (slerp), for one class when conditional."""
     za, zb = noise(1, z_dim, seed_a, truncation)[0], noise(1, z_dim, seed_b, truncation)[0]
-    t = torch.linspace(0, 1, steps)[:, None]  # (steps, 1)
+    t = torch.linspace(0, 1, steps)[:, None]  # (steps, 1): the path is made on the CPU, then moved to G
     omega = torch.arccos((za / za.norm() * zb / zb.norm()).sum().clamp(-1, 1))
     if omega.abs() < 1e-4:
         z = (1 - t) * za + t * zb
     else:
         z = (torch.sin((1 - t) * omega) * za + torch.sin(t * omega) * zb) / torch.sin(omega)  # (steps, z_dim)
-    y = None if label is None else torch.full((steps,), int(label), dtype=torch.long)
+    y = None if label is None else torch.full((steps,), int(label), dtype=torch.long, device=device_of(G))
     with torch.no_grad():
-        return to_uint8(G(z, y)), steps
+        return to_uint8(G(z.to(device_of(G)), y)), steps
 
 
 def class_morph(G, z_dim, num_classes, seeds, truncation=None):
     """One row per seed: that z drawn as every class, 0..num_classes-1 (style held, class changed)."""
-    z = torch.cat([noise(1, z_dim, s, truncation).expand(num_classes, -1) for s in seeds])  # (S*K, z_dim)
-    y = torch.arange(num_classes).repeat(len(seeds))
+    z = torch.cat([noise(1, z_dim, s, truncation, device_of(G)).expand(num_classes, -1) for s in seeds])  # (S*K, z_dim)
+    y = torch.arange(num_classes, device=device_of(G)).repeat(len(seeds))
     with torch.no_grad():
         return to_uint8(G(z, y)), num_classes

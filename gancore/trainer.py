@@ -369,11 +369,11 @@ class Trainer:
                 loss_d = loss_d + extra
                 out.update(logs)
                 if cfg.loss == "wgan-gp":
-                    gp = gradient_penalty(self.D_judge, x, fake, y)
+                    gp = gradient_penalty(self.D_judge, x, fake, y, self.scaler_d)
                     loss_d = loss_d + cfg.gp_weight * gp
                     out["gp"] = gp
                 if cfg.r1_gamma:
-                    r1 = r1_penalty(self.D_judge, x, y)
+                    r1 = r1_penalty(self.D_judge, x, y, self.scaler_d)
                     loss_d = loss_d + cfg.r1_gamma / 2 * r1
                     out["r1"] = r1
             norm = self.optimizer_step(loss_d, self.D, self.opt_d, self.scaler_d, measure)
