@@ -57,14 +57,40 @@ def child_env() -> dict:
                 PYTHONUNBUFFERED="1")
 
 
-def spawn(args: list[str], log_path: Path, detach: bool = True) -> subprocess.Popen:
-    """Start `python -m gancore <args>` with output appended to log_path; detach: in its own session."""
+def spawn(args: list[str], log_path: Path, detach: bool = True, processes: int = 1) -> subprocess.Popen:
+    """Start `python -m gancore <args>` with output appended to log_path; detach: in its own session.
+
+    processes > 1: under torchrun (`python -m torch.distributed.run --standalone`), one machine, that many
+    training processes; on a CPU each gets an equal share of the cores as its thread count.
+    """
+    cmd = [sys.executable, "-m", "gancore", *args]
+    env = child_env()
+    if processes > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "gancore", *args]
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "gancore", *args], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=PACKAGE_ROOT,
-                                start_new_session=detach)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                cwd=PACKAGE_ROOT, start_new_session=detach)
     _children.append(proc)
     return proc
+
+
+def default_processes() -> int:
+    """What Launch offers: one process per visible GPU when there are several, else 1."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.device_count() > 1 else 1
+
+
+def check_processes(processes: int, fields: dict) -> None:
+    """processes must be >= 1 and split the (global) batch evenly, as the trainer will check."""
+    if processes < 1:
+        raise ConfigError(f"processes: must be >= 1 (got {processes})")
+    batch = TrainConfig.from_dict(fields, source="form").batch_size
+    if batch % processes:
+        raise ConfigError(f"processes: the batch_size {batch} (the global batch) must split evenly over "
+                          f"{processes} processes")
 
 
 def reap() -> None:
@@ -91,11 +117,13 @@ def reserve(root, fields: dict, cfg: TrainConfig | None = None) -> Path:
     return path
 
 
-def launch(fields: dict, root=None) -> Path:
-    """Start training a run from `fields` (TrainConfig fields, a preset among them) in its own process."""
+def launch(fields: dict, root=None, processes: int = 1) -> Path:
+    """Start training a run from `fields` (TrainConfig fields, a preset among them) in its own process,
+    or in `processes` processes under torchrun."""
+    check_processes(processes, fields)
     path = reserve(root or runs.default_root(), fields)
-    proc = spawn(["train", "--config", str(path / "launch.json")], path / "launch.log")
-    runs.update_status(path, pid=proc.pid)
+    proc = spawn(["train", "--config", str(path / "launch.json")], path / "launch.log", processes=processes)
+    runs.update_status(path, pid=proc.pid, world_size=processes)
     return path
 
 
@@ -190,7 +218,8 @@ def log_tail(run_dir, n: int = 20) -> list[str]:
 
 
 def stop(run_dir) -> None:
-    """Ask the training process to checkpoint and stop (SIGTERM)."""
+    """Ask the training process to checkpoint and stop (SIGTERM). Under torchrun status.json names rank 0,
+    which tells the other ranks: they all stop at the same step."""
     reap()
     status = runs.read_status(run_dir)
     if not (runs.pid_alive(status.get("pid")) and runs.is_active(status)):
@@ -200,8 +229,9 @@ def stop(run_dir) -> None:
     os.kill(int(status["pid"]), signal.SIGTERM)
 
 
-def resume(run_dir, steps: int | None = None) -> subprocess.Popen:
-    """Continue a stopped, failed or crashed run (from its latest checkpoint) in a new detached process."""
+def resume(run_dir, steps: int | None = None, processes: int = 1) -> subprocess.Popen:
+    """Continue a stopped, failed or crashed run (from its latest checkpoint) in a new detached process
+    (or `processes` under torchrun; a run may resume with another number than it trained with)."""
     reap()
     run_dir = runs.check_run_dir(run_dir)
     status = runs.read_status(run_dir)
@@ -210,9 +240,10 @@ def resume(run_dir, steps: int | None = None) -> subprocess.Popen:
     if not runs.checkpoints(run_dir):
         raise RunError(f"{run_dir.name}: no checkpoint to resume from")
     args = ["train", "--resume", str(run_dir)] + (["--steps", str(steps)] if steps else [])
+    check_processes(processes, runs.read_json_object(run_dir / "config.json"))
     before = {"state": status.get("state"), "error": status.get("error")}  # put back if the resume cannot start
     runs.update_status(run_dir, state="queued", pid=None, before_resume=before)
-    proc = spawn(args, run_dir / "launch.log")
+    proc = spawn(args, run_dir / "launch.log", processes=processes)
     runs.update_status(run_dir, pid=proc.pid)
     return proc
 

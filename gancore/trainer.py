@@ -133,7 +133,8 @@ def resume_run(run_dir, changes: dict) -> str:
     run_dir = runs.check_run_dir(run_dir)
     world = distributed.env_world()
     status = runs.read_status(run_dir)
-    if world.main and runs.is_active(status) and status.get("pid") != os.getpid():
+    # the pid launch.resume recorded is this process, or under torchrun its parent (the torchrun agent)
+    if world.main and runs.is_active(status) and status.get("pid") not in (os.getpid(), os.getppid()):
         raise RunError(f"--resume: {run_dir} is still being trained by pid {status.get('pid')}")
     # launch.resume marks the run queued before this process starts, keeping what it was in before_resume
     before = status.get("before_resume") if status.get("state") == "queued" else None

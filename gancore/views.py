@@ -58,7 +58,7 @@ def run_rows(root=None) -> list[dict]:
                      "steps": p["status"].get("steps"), "dataset": f.get("dataset", "mnist-5k"),
                      "model": f.get("model", "auto"), "loss": f.get("loss", f.get("preset", "")),
                      "conditioning": f.get("conditioning", ""), "latest": "", "best": "", "elapsed_s": None,
-                     "error": p["error"], "pending": True})
+                     "error": p["error"], "pending": True, "processes": p["status"].get("world_size", 1)})
     for path in reversed(runs.list_runs(root)):
         c = runs.read_json_object(path / "config.json")
         st = runs.read_status(path)
@@ -68,7 +68,8 @@ def run_rows(root=None) -> list[dict]:
                      "dataset": c.get("dataset"), "model": c.get("model"), "loss": c.get("loss"),
                      "conditioning": c.get("conditioning"), "latest": format_scores(headline(st.get("latest"))),
                      "best": format_scores((st.get("best") or {}).get("value")),
-                     "elapsed_s": elapsed(st), "error": st.get("error"), "pending": False})
+                     "elapsed_s": elapsed(st), "error": st.get("error"), "pending": False,
+                     "processes": st.get("world_size", 1)})
     return rows
 
 

@@ -137,3 +137,23 @@ def test_compile_trains_on_the_cpu_and_resumes(runs_root):
     assert [r["loss_d"] for r in a] == pytest.approx([r["loss_d"] for r in b], rel=1e-4)
     with pytest.raises(gancore.ConfigError, match="--compile: wgan-gp differentiates"):
         gancore.train(tiny(compile=True, loss="wgan-gp"))
+
+
+def test_launch_starts_a_run_under_torchrun_and_stop_reaches_every_rank(runs_root):
+    from gancore import launch
+
+    with pytest.raises(gancore.ConfigError, match="processes: the batch_size 15"):
+        launch.launch(tiny(batch_size=15), runs_root, processes=2)
+    path = launch.launch(tiny(name="launched", dataset="ring", steps=100_000, log_every=50, ckpt_every=100_000,
+                              sample_every=100_000, batch_size=32), runs_root, processes=2)
+    wait_for(lambda: runs.read_status(path).get("step", 0) >= 100, 120, "the launched run to pass step 100")
+    assert runs.read_status(path)["world_size"] == 2
+    launch.stop(path)  # SIGTERM to rank 0 only (status.json's pid)
+    wait_for(lambda: runs.read_status(path).get("state") == "stopped", 120, "every rank to stop")
+    step = runs.read_status(path)["step"]
+    assert list(runs.checkpoints(path)) == [step] and "ranks agree" in (path / "train.log").read_text()
+    proc = launch.resume(path, steps=step + 20, processes=2)
+    proc.wait(timeout=120)
+    status = runs.read_status(path)
+    assert proc.returncode == 0 and status["state"] == "done" and status["step"] == step + 20
+    assert "resume:" not in (path / "train.log").read_text()  # as many processes: streams continue exactly

@@ -110,6 +110,10 @@ with st.form("launch"):
                                   help="every combination becomes one run; the form gives the other fields")
         max_parallel = st.number_input("Runs training at once", min_value=1, max_value=16, value=1, key="max_parallel",
                                        help="the rest wait their turn (2 CPU cores: 1 is fastest in total)")
+    processes = st.number_input("Processes", min_value=1, max_value=64, value=launch.default_processes(),
+                                key="processes", help="training processes for this run, under torchrun (one per "
+                                "GPU; on a CPU they share the cores); batch_size is split over them. Sweeps "
+                                "train each run in one process")
     submitted = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
 
 if submitted:
@@ -122,7 +126,7 @@ if submitted:
         if grid:
             paths = launch.launch_sweep(fields, grid, runs_root(), int(max_parallel))
         else:
-            paths = [launch.launch(fields, runs_root())]
+            paths = [launch.launch(fields, runs_root(), processes=int(processes))]
     except GancoreError as e:
         st.error(str(e), icon=":material/error:")
     else:

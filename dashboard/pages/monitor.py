@@ -44,8 +44,10 @@ def monitor():
     state = views.state_of(status)
     step, steps = status.get("step", 0), status.get("steps") or config.get("steps") or 1
 
+    procs = status.get("world_size", 1)
     st.markdown(f"{state_badge(state)} **{name}** · {config.get('dataset')} · {config.get('model')} · "
-                f"{config.get('loss')} · conditioning {config.get('conditioning')}")
+                f"{config.get('loss')} · conditioning {config.get('conditioning')}"
+                + (f" · {procs} processes (torchrun)" if procs > 1 else ""))
     st.progress(min(1.0, step / steps), text=f"step {step:,} of {steps:,}")
     cols = st.columns(5)
     cols[0].metric("images seen", f"{status.get('images_seen', 0):,}")

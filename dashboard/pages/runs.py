@@ -50,7 +50,8 @@ def table():
         st.markdown(f"{state_badge(picked['state'])} **{picked['run']}** · {picked['state']} · step "
                     f"{picked['step']:,} of {int(picked['steps'] or 0):,}")
     columns = ["run", "state", "progress", "steps", "dataset", "model", "loss", "conditioning", "latest", "best",
-               "elapsed"] + (["error"] if df["error"].notna().any() else [])
+               "elapsed"] + (["processes"] if (df["processes"] > 1).any() else []) \
+        + (["error"] if df["error"].notna().any() else [])
     st.dataframe(
         df[columns],
         hide_index=True, width="stretch",
@@ -91,7 +92,7 @@ more = cols[2].number_input("Resume to step", min_value=1, value=max(int(row["st
                             help="total steps for Resume (raise it to train a finished run longer)")
 if cols[3].button("Resume", icon=":material/play_arrow:", disabled=not resumable):
     try:
-        launch.resume(row["path"], steps=int(more))
+        launch.resume(row["path"], steps=int(more), processes=int(row.get("processes") or 1))  # as it trained
         st.toast(f"Resumed {name}")
         st.rerun()
     except GancoreError as e:
