@@ -18,7 +18,7 @@ from .config import TrainConfig
 from .errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp16")  # fp32, or autocast to bf16 / fp16 (+ grad scaler) on CUDA
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 where the GPU supports it; autocast on CUDA only
 OPTIMIZERS = ("adam", "rmsprop")  # built by train.make_optimizer
 RESUMABLE_FIELDS = ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "device")  # how long and how often, never what
 
@@ -109,7 +109,7 @@ def validate(cfg: TrainConfig) -> None:
     unknown = [p for p in parse_policy(cfg.diffaug) if p not in POLICIES]
     if unknown:
         raise ConfigError(f"--diffaug: unknown policy {unknown[0]!r}; use a comma list of {', '.join(POLICIES)}")
-    if cfg.precision != "fp32" and cfg.device == "cpu":
+    if cfg.precision not in ("auto", "fp32") and cfg.device == "cpu":
         raise ConfigError(f"--precision: {cfg.precision} autocast needs a CUDA device (device is cpu)")
     check_combination(cfg, points=is_points(cfg.dataset))
     if cfg.fid_backend == "inception":
@@ -154,6 +154,9 @@ def check_combination(cfg, points: bool) -> None:
     if points and cfg.eval_train_evaluator:
         raise ConfigError(f"--eval_train_evaluator: evaluators score images; dataset {cfg.dataset!r} is 2-D points "
                           f"(scored by mode coverage)")
+    if cfg.compile and (cfg.loss == "wgan-gp" or cfg.r1_gamma):
+        raise ConfigError(f"--compile: {'wgan-gp' if cfg.loss == 'wgan-gp' else 'R1'} differentiates D's gradient "
+                          f"(a double backward), which torch.compile does not support; train without --compile")
     if not points and 0 < cfg.eval_n < 10:
         raise ConfigError(f"--eval_n: image metrics need at least 10 samples (got {cfg.eval_n})")
 
@@ -170,6 +173,8 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
         c.device = "cuda" if torch.cuda.is_available() else "cpu"
     elif c.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device: cuda requested but no CUDA device is available")
+    if c.precision == "auto":  # bf16 keeps fp32's range (no grad scaler) at twice the tensor-core rate
+        c.precision = "bf16" if c.device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if c.precision != "fp32" and c.device == "cpu":
         raise ConfigError(f"--precision: {c.precision} autocast needs a CUDA device (device resolved to cpu)")
     c.runs_root = c.runs_root or runs.default_root()
