@@ -168,7 +168,7 @@ def train_evaluator(data: Dataset, seed: int = 0, holdout: float = 0.2, epochs: 
     gen = torch.Generator().manual_seed(seed)
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # init and dropout use the global RNG
+        torch.random.default_generator.manual_seed(seed)  # init and dropout use the CPU's global RNG (not the GPUs')
         model = Evaluator(data.shape, data.num_classes)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
         steps_per_epoch = -(-len(train_idx) // batch_size)

@@ -36,6 +36,9 @@ INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # what torch-fidel
 INCEPTION_NAME = "inception-v3-compat"
 
 _REFERENCES: dict[tuple, dict] = {}  # in-process cache of reference states
+# Scores are computed by one process on the samples it holds: torchmetrics would otherwise gather its state
+# from every rank of a multi-process run at compute(), waiting on ranks that are not evaluating.
+LOCAL = dict(sync_on_compute=False)
 
 
 class _Outputs:
@@ -143,14 +146,14 @@ class ImageScorer:
     # normalize stays False throughout: with a custom module FID and KID ignore it, but IS would turn
     # our [-1, 1] floats into bytes ((imgs * 255).byte()) before calling the module.
     def _fid(self):
-        return FrechetInceptionDistance(FeatureModule(self.outputs)).to(self.device)
+        return FrechetInceptionDistance(FeatureModule(self.outputs), **LOCAL).to(self.device)
 
     def _kid(self, subset_size: int):
         feature = FeatureModule(self.outputs)
-        return _quiet(lambda: KernelInceptionDistance(feature, subset_size=subset_size)).to(self.device)
+        return _quiet(lambda: KernelInceptionDistance(feature, subset_size=subset_size, **LOCAL)).to(self.device)
 
     def _is(self):
-        return _quiet(lambda: InceptionScore(FeatureModule(self.outputs, logits=True))).to(self.device)
+        return _quiet(lambda: InceptionScore(FeatureModule(self.outputs, logits=True), **LOCAL)).to(self.device)
 
     def _input(self, x):
         """A batch as the feature network takes it: [-1, 1] floats (evaluator) or uint8 RGB (Inception)."""
@@ -240,8 +243,8 @@ class ImageScorer:
             if self.backend == "evaluator":  # the evaluator's logits of this batch, computed above
                 preds[idx] = self.outputs(xb)[1].argmax(1).cpu()
 
-        with torch.random.fork_rng(devices=[]):  # KID subsets and IS splits draw from the global RNG
-            torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # KID subsets and IS splits draw from the CPU's global RNG
+            torch.random.default_generator.manual_seed(seed)  # not torch.manual_seed: that reseeds every GPU too
             kid_mean, kid_std = kid.compute()
             is_mean, is_std = is_.compute()
         out = {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
