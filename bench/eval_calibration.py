@@ -40,8 +40,8 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def rows(data, n, seed):
     g = torch.Generator().manual_seed(seed)
-    real = data.x[torch.randperm(len(data), generator=g)[:n]]
-    ones = data.x[data.y == 1]
+    real = data.images(torch.randperm(len(data), generator=g)[:n])
+    ones = data.images(data.y == 1)
     return {
         "real": real,
         "blur s=1": blur(real, 1.0),

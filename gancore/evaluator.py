@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
 import time
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gancore.data import Dataset
+from gancore.data import CACHE_HOME, Dataset, as_float, cache_root  # cache_root: re-exported, its old home
 from gancore.errors import GancoreError
 from gancore.runs import torch_save_atomic
 
@@ -35,12 +35,8 @@ SHIPPED = ("mnist-5k", "digits")      # embedded labelled sets with weights in S
 FEATURE_BACKENDS = ("evaluator", "inception")  # fid_backend: these classifiers, or Inception (image_metrics.py)
 FILE_FORMAT = 1                       # bump when the file layout or the architecture changes
 DEFAULT_EPOCHS = 15                   # enough for >= 97 % held-out accuracy on mnist-5k and digits
-DEFAULT_CACHE = Path.home() / ".cache" / "gancore" / "evaluators"  # when $GANCORE_CACHE is not set
-
-
-def cache_root() -> Path:
-    """Where gancore caches what it computes once: $GANCORE_CACHE, else ~/.cache/gancore."""
-    return Path(os.environ["GANCORE_CACHE"]) if os.environ.get("GANCORE_CACHE") else DEFAULT_CACHE.parent
+DEFAULT_CACHE = CACHE_HOME / "evaluators"  # when $GANCORE_CACHE is not set
+_HASH_CHUNK = 1 << 22                 # float32 values hashed at a time (16 MiB): a big set never exists as floats
 
 
 class EvaluatorError(GancoreError):
@@ -89,15 +85,19 @@ class Evaluator(nn.Module):
 
 
 def fingerprint(data: Dataset) -> str:
-    """A short hash of the data's content (x and y bytes and shapes): equal data, equal fingerprint.
+    """A short hash of the data's content (its float32 samples and labels, and their shapes): equal data,
+    equal fingerprint.
 
-    The name is left out on purpose: the same images loaded as `folder` or `npz` are the same data,
-    while `mnist-5k` resized to 32 px is not.
+    The floats are hashed as `data.images()` gives them, chunk by chunk (the same bytes in the same
+    order as hashing them whole), so uint8 storage hashes as the float32 it stands for and a set
+    larger than memory never exists as floats. The name is left out on purpose: the same images
+    loaded as `folder` or `npz` are the same data, while `mnist-5k` resized to 32 px is not.
     """
     h = hashlib.sha256()
-    x = data.x.detach().to("cpu", torch.float32).contiguous()
-    h.update(f"x{tuple(x.shape)}".encode())
-    h.update(x.numpy().tobytes())
+    h.update(f"x{(len(data), *data.shape)}".encode())
+    rows = max(1, _HASH_CHUNK // max(1, math.prod(data.shape)))
+    for start in range(0, len(data), rows):  # one expression: each chunk is freed before the next is made
+        h.update(data.images(slice(start, start + rows)).detach().to("cpu", torch.float32).contiguous().numpy())
     if data.y is None:
         h.update(b"y:none")
     else:
@@ -146,9 +146,10 @@ def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tenso
 
 @torch.no_grad()
 def accuracy(model: Evaluator, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    """Share of x that `model` (put in eval mode) classifies as y."""
+    """Share of x (images in [-1, 1], or uint8 as a Dataset stores them) that `model` (put in eval mode)
+    classifies as y."""
     model.eval()
-    correct = sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+    correct = sum(int((model(as_float(x[i:i + batch_size])).argmax(1) == y[i:i + batch_size]).sum())
                   for i in range(0, len(x), batch_size))
     return correct / len(x)
 
@@ -162,9 +163,9 @@ def train_evaluator(data: Dataset, seed: int = 0, holdout: float = 0.2, epochs: 
     """
     _check_trainable(data)
     start = time.perf_counter()
-    x, y = data.x.detach().cpu().float(), data.y.detach().cpu()
-    train_idx, hold_idx = heldout_split(len(x), seed, holdout)
-    max_shift = max(1, round(min(x.shape[-2:]) / 14))  # 2 px at 28 px, 1 px at 16 px
+    y = data.y.detach().cpu()
+    train_idx, hold_idx = heldout_split(len(data), seed, holdout)
+    max_shift = max(1, round(min(data.shape[-2:]) / 14))  # 2 px at 28 px, 1 px at 16 px
     gen = torch.Generator().manual_seed(seed)
 
     with torch.random.fork_rng(devices=[]):
@@ -180,7 +181,7 @@ def train_evaluator(data: Dataset, seed: int = 0, holdout: float = 0.2, epochs: 
             total = 0.0
             for i in range(0, len(order), batch_size):
                 idx = order[i:i + batch_size]
-                xb = _shift(x[idx], max_shift, gen)  # (B, C, H, W)
+                xb = _shift(data.images(idx).cpu(), max_shift, gen)  # (B, C, H, W): floats per batch only
                 loss = F.cross_entropy(model(xb), y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -190,7 +191,7 @@ def train_evaluator(data: Dataset, seed: int = 0, holdout: float = 0.2, epochs: 
             if log and (epoch + 1 == epochs or (epoch + 1) % 5 == 0):
                 log(f"evaluator {data.name}: epoch {epoch + 1}/{epochs} loss {total / len(order):.4f}")
 
-    acc = accuracy(model, x[hold_idx], y[hold_idx])
+    acc = accuracy(model, data.x[hold_idx].cpu(), y[hold_idx])  # as stored: accuracy() converts per batch
     report = dict(
         format=FILE_FORMAT,
         dataset=data.name,

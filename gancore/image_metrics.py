@@ -23,6 +23,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from .data import as_float
 from .errors import ConfigError
 from .evaluator import FEATURE_BACKENDS, EvaluatorError, cache_root, fingerprint, heldout_split, weights_sha256
 from .runs import torch_save_atomic
@@ -156,8 +157,9 @@ class ImageScorer:
         return _quiet(lambda: InceptionScore(FeatureModule(self.outputs, logits=True), **LOCAL)).to(self.device)
 
     def _input(self, x):
-        """A batch as the feature network takes it: [-1, 1] floats (evaluator) or uint8 RGB (Inception)."""
-        x = x.to(self.device)
+        """A batch (floats in [-1, 1], or uint8 as a Dataset stores them) as the feature network takes it:
+        [-1, 1] floats (evaluator) or uint8 RGB (Inception)."""
+        x = as_float(x.to(self.device))
         if self.backend == "inception":
             x = quantize(x)
             x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
@@ -165,18 +167,20 @@ class ImageScorer:
 
     # ---------------------------------------------------------------- the real side, cached
     def _reference_images(self):
-        x, y = self.data.x.cpu(), None if self.data.y is None else self.data.y.cpu()
+        """The real images of the reference (at most REF_MAX) as stored (uint8 for most sets: 4x smaller
+        than floats; `_input` converts each batch), and their labels or None."""
+        n, y = len(self.data), None if self.data.y is None else self.data.y.cpu()
         if self.split in ("train", "holdout") and self.report is not None:
-            train_idx, hold_idx = heldout_split(len(x), self.report["seed"], self.report["holdout"])
+            train_idx, hold_idx = heldout_split(n, self.report["seed"], self.report["holdout"])
             idx = train_idx if self.split == "train" else hold_idx
         elif self.split == "all":
-            idx = torch.arange(len(x))
+            idx = torch.arange(n)
         else:
             raise EvaluatorError(f"reference split must be all, or train/holdout with an evaluator "
                                  f"(got {self.split!r})")
         if len(idx) > REF_MAX:  # a fixed subset: the same images every time
             idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:REF_MAX].sort().values]
-        return x[idx], None if y is None else y[idx]
+        return self.data.x[idx].cpu(), None if y is None else y[idx]
 
     def _reference(self, x, y) -> dict:
         key = (self.backend, self.sha, self.fingerprint, self.split, len(x))
@@ -216,7 +220,8 @@ class ImageScorer:
 
     @torch.no_grad()
     def score(self, x: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0) -> dict:
-        """Metrics of images x (N, C, H, W) in [-1, 1]; `labels` (N,): the class each was made for, or None.
+        """Metrics of images x (N, C, H, W) in [-1, 1] (or uint8 levels, as a Dataset stores them); `labels` (N,):
+        the class each was made for, or None.
 
         Returns fid, kid_mean, kid_std, is_mean, is_std; with labels fid_per_class and (evaluator)
         cond_acc, cond_acc_per_class; without labels (evaluator) class_hist; and `provenance`.

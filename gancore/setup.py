@@ -186,12 +186,12 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
     c.eval_n = c.eval_n or (N_POINTS if points else N_IMAGES_TRAINING)
     if c.conditioning != "none" and data.num_classes == 0:
         raise ConfigError(f"--conditioning: {c.conditioning} needs class labels, and dataset {c.dataset!r} has none")
-    if c.batch_size > len(data.x):
-        raise ConfigError(f"--batch_size: {c.batch_size} is larger than the dataset ({len(data.x)} samples)")
+    if c.batch_size > len(data):
+        raise ConfigError(f"--batch_size: {c.batch_size} is larger than the dataset ({len(data)} samples)")
     if not points:
         c.channels, c.image_size = data.shape[0], data.shape[1]
     if points:
-        c.point_scale = c.point_scale or round(float(data.x.std()), 4)
+        c.point_scale = c.point_scale or round(float(data.images().std()), 4)
     if c.model == "mlp":
         c.g_width, c.d_width = c.g_width or (256 if points else 512), c.d_width or (256 if points else 512)
         c.g_depth, c.d_depth = c.g_depth or 3, c.d_depth or 3

@@ -95,6 +95,8 @@ def run_and_leave(trainer) -> str:
         ok = True
         return run_dir
     finally:
+        if trainer.loader:
+            trainer.loader.close()
         distributed.stop(trainer.world, ok)
 
 
@@ -308,6 +310,10 @@ class Trainer:
         self.gen_data = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(cfg.seed + 1, world.rank))
         self.gen_z = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(cfg.seed + 2, world.rank))
         self.fixed_z, self.fixed_y = self.fixed_batch()
+        # A dataset too large for the device streams from its memory map: batch k's indices are a function of
+        # (seed, k), gathered ahead by a background thread (data.Loader); in memory, indices come from gen_data.
+        self.loader = self.data.loader(self.batch, distributed.rank_seed(cfg.seed + 1, world.rank), self.device) \
+            if self.data.streamed else None
 
         self.scorer, self.notes = scorer, list(notes)  # scorer: image metrics (None: 2-D data, or no evaluator)
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
@@ -366,7 +372,7 @@ class Trainer:
         # (1) Update D: n_critic times on fresh real and fake batches.
         self.D.requires_grad_(True)
         for _ in range(cfg.n_critic):
-            x, y = self.data.batch(B, self.gen_data)  # (B, ...) real, labels or None
+            x, y = self.loader.next() if self.loader else self.data.batch(B, self.gen_data)  # (B, ...), labels or None
             z, _ = self.noise(B)
             y = y if self.conditional else None  # fakes get the real batch's labels
             with self.autocast():
@@ -686,6 +692,7 @@ class Trainer:
             "python": random.getstate(),
             "data": self.gen_data.get_state(),
             "z": self.gen_z.get_state(),
+            "loader": self.loader.state() if self.loader else None,  # streamed data: batches consumed
         }
 
     def load_checkpoint(self, state: dict):
@@ -716,6 +723,10 @@ class Trainer:
             self.gen_z.manual_seed(distributed.rank_seed(fresh + 2, self.world.rank))
             self.notes.append(f"resume: {why}; weights, optimisers and counters continue exactly, batches and "
                               f"noise from fresh streams seeded from (seed, step {self.step}, rank)")
+            if self.loader:
+                self.loader.close()
+                self.loader = self.data.loader(self.batch, distributed.rank_seed(fresh + 1, self.world.rank),
+                                               self.device)
             return
         torch.set_rng_state(mine["torch"].cpu())
         cuda = mine.get("cuda")
@@ -728,6 +739,8 @@ class Trainer:
         random.setstate((mine["python"][0], tuple(mine["python"][1]), mine["python"][2]))
         self.gen_data.set_state(mine["data"].cpu())  # generator states are CPU byte tensors, whatever the device
         self.gen_z.set_state(mine["z"].cpu())
+        if self.loader:  # one batch per D update so far (checkpoints from before streaming have no count)
+            self.loader.load_state(mine.get("loader") or {"k": self.step * self.cfg.n_critic})
 
     def log(self, line, to_console=True):
         """A line in train.log (opened once by run) and, unless a progress bar shows it, on stderr."""

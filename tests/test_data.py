@@ -82,8 +82,8 @@ def test_needs_path(name, tmp_path):
 
 def test_mnist_5k():
     ds = load_dataset("mnist-5k")
-    assert ds.x.shape == (5000, 1, 28, 28) and ds.x.dtype == torch.float32
-    assert ds.x.min() == -1 and ds.x.max() == 1
+    assert ds.x.shape == (5000, 1, 28, 28) and ds.x.dtype == torch.uint8  # stored as 8-bit levels
+    assert ds.images().dtype == torch.float32 and ds.images().min() == -1 and ds.images().max() == 1
     assert ds.y.dtype == torch.int64 and ds.y.shape == (5000,) and set(ds.y.tolist()) == set(range(10))
     assert ds.num_classes == 10 and ds.class_names == [str(i) for i in range(10)]
     assert ds.kind == "image" and ds.shape == (1, 28, 28) and ds.modes is None and ds.sigma == 0.0
@@ -92,6 +92,7 @@ def test_mnist_5k():
 def test_digits_default_and_options():
     ds = load_dataset("digits")
     assert ds.x.shape == (1797, 1, 16, 16) and ds.num_classes == 10
+    assert ds.x.dtype == torch.float32  # 17 levels upsampled: not on the 8-bit grid, so kept as floats
     assert ds.x.min() >= -1 and ds.x.max() <= 1 and ds.x.min() == -1
     assert load_dataset("digits", image_size=8).x.max() == 1  # native 8x8: 16 maps to exactly 1
     assert load_dataset("digits", image_size=32, channels=3).shape == (3, 32, 32)
@@ -150,13 +151,13 @@ def test_folder_classes(tmp_path):
     ds = load_dataset("folder", str(class_folder(tmp_path)))
     assert ds.x.shape == (6, 1, 4, 4) and ds.class_names == ["a", "b"] and ds.num_classes == 2
     assert ds.y.tolist() == [0, 0, 0, 1, 1, 1]
-    assert (ds.x[:3] == -1).all() and (ds.x[3:] == 1).all()  # 0 -> -1, 255 -> 1
+    assert (ds.images()[:3] == -1).all() and (ds.images()[3:] == 1).all()  # 0 -> -1, 255 -> 1
 
 
 def test_folder_resize_and_channels(tmp_path):
     class_folder(tmp_path)
     assert load_dataset("folder", str(tmp_path), image_size=8).x.shape == (6, 1, 8, 8)
-    rgb = load_dataset("folder", str(tmp_path), channels=3).x
+    rgb = load_dataset("folder", str(tmp_path), channels=3).images()
     assert rgb.shape == (6, 3, 4, 4) and (rgb[3:] == 1).all()
 
 
@@ -165,8 +166,8 @@ def test_folder_rgb_native_and_to_gray(tmp_path):
         png(tmp_path / f"{i}.png", mode="RGB", value=(255, 0, 0))
     ds = load_dataset("folder", str(tmp_path))
     assert ds.x.shape == (2, 3, 4, 4) and ds.y is None and ds.num_classes == 0 and ds.class_names == []
-    assert ds.x[:, 0].eq(1).all() and ds.x[:, 1].eq(-1).all()
-    gray = load_dataset("folder", str(tmp_path), channels=1).x
+    assert ds.images()[:, 0].eq(1).all() and ds.images()[:, 1].eq(-1).all()
+    gray = load_dataset("folder", str(tmp_path), channels=1).images()
     assert gray.shape == (2, 1, 4, 4)
     assert gray[0, 0, 0, 0].item() == pytest.approx(round(0.299 * 255) / 127.5 - 1)  # PIL luminance
 
@@ -175,7 +176,7 @@ def test_folder_16bit_gray_keeps_full_range(tmp_path):
     a = np.full((4, 4), 65535, np.uint16)
     a[0, 0] = 0
     Image.fromarray(a).save(tmp_path / "0.png")  # opens as mode "I;16"
-    x = load_dataset("folder", str(tmp_path)).x
+    x = load_dataset("folder", str(tmp_path)).images()
     assert x.shape == (1, 1, 4, 4) and x[0, 0, 0, 0] == -1 and x[0, 0, 0, 1] == 1
 
 
@@ -223,7 +224,7 @@ def test_npz_uint8_images_with_labels(tmp_path):
     x[1] = 255
     np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 2, 2, 1]))
     ds = load_dataset("npz", str(tmp_path / "d.npz"))
-    assert ds.x.shape == (4, 1, 5, 5) and (ds.x[0] == -1).all() and (ds.x[1] == 1).all()
+    assert ds.x.shape == (4, 1, 5, 5) and (ds.images()[0] == -1).all() and (ds.images()[1] == 1).all()
     assert ds.y.tolist() == [0, 2, 2, 1] and ds.num_classes == 3 and ds.class_names == ["0", "1", "2"]
 
 
@@ -233,6 +234,7 @@ def test_npz_channels_last_and_float(tmp_path):
     np.savez(tmp_path / "d.npz", x=x)
     ds = load_dataset("npz", str(tmp_path / "d.npz"), image_size=8)
     assert ds.x.shape == (2, 3, 8, 8) and ds.y is None
+    assert ds.x.dtype == torch.float32  # float images are kept as floats, not rounded to 8 bits
     assert (ds.x[:, 0] == 1).all() and (ds.x[:, 1] == 0).all()
 
 
@@ -267,7 +269,7 @@ def test_npz_errors(tmp_path):
 def test_idx_plain_and_gz(tmp_path, gz):
     ds = load_dataset("mnist", str(mnist_dir(tmp_path, gz=gz)))
     assert ds.x.shape == (6, 1, 28, 28) and ds.y.tolist() == list(range(6))
-    assert ds.x[0, 0, 0, 0] == -1 and ds.x[0, 0, 9, 3] == 1  # pixel 255 = row 9, column 3
+    assert ds.images()[0, 0, 0, 0] == -1 and ds.images()[0, 0, 9, 3] == 1  # pixel 255 = row 9, column 3
     assert ds.num_classes == 10 and ds.class_names[9] == "9"
 
 
@@ -306,7 +308,7 @@ def test_cifar10(tmp_path):
     cifar_batch(tmp_path / "data_batch_2", [9, 8])
     ds = load_dataset("cifar10", str(tmp_path))
     assert ds.x.shape == (5, 3, 32, 32) and ds.y.tolist() == [0, 1, 2, 9, 8]
-    assert (ds.x[:, 0] == 1).all() and (ds.x[:, 1:] == -1).all()  # channel-major: red plane first
+    assert (ds.images()[:, 0] == 1).all() and (ds.images()[:, 1:] == -1).all()  # channel-major: red plane first
     assert ds.class_names[0] == "airplane" and ds.num_classes == 10
 
     with open(tmp_path / "batches.meta", "wb") as f:
