@@ -57,6 +57,11 @@ class TrainConfig:
     mbstd_group: int = 4  # samples per minibatch-stddev group
     pack: int = 1  # PacGAN packing: D judges this many samples at once; 1 = off
     diffaug: str = ""  # DiffAugment policy for everything D sees, e.g. "translation,cutout,color"; "" = off
+    # --- progressive growing (model progressive; docs/progressive.md) ---
+    fade_images: int = 0  # progressive: real images over which each new stage fades in; 0 = auto (see docs)
+    stable_images: int = 0  # progressive: real images at each stage at full alpha (stage 0: all of it); 0 = auto
+    equalized_lr: bool = True  # progressive: equalized learning rate (N(0,1) weights scaled at runtime by He's constant)
+    pixel_norm: bool = True  # progressive: pixelwise feature normalisation after each conv of G
     # --- optimisation ---
     steps: int = 5000  # generator updates in the whole run
     batch_size: int = 64  # real images per D update (and fakes per G update)

@@ -17,7 +17,7 @@ from .errors import GancoreError
 @dataclass(frozen=True)
 class Metric:
     name: str
-    group: str  # loss, d_output, grad, lr, speed, score (an evaluation's scalar), per_class (an evaluation's list)
+    group: str  # loss, d_output, grad, lr, speed, phase, score (an evaluation's scalar), per_class (its lists)
     higher_is_better: bool | None  # None: no direction (a learning rate, a spread)
     latest: bool = False  # kept in status.json "latest" after each evaluation
     listed: bool = False  # shown in run lists (the Runs page, best/last summaries)
@@ -43,6 +43,8 @@ METRICS = {m.name: m for m in [
     Metric("lr_d", "lr", None, logged=False, meaning="D's learning rate"),
     Metric("lr_g", "lr", None, logged=False, meaning="G's learning rate"),
     Metric("img_per_s", "speed", True, meaning="real images per second over the interval"),
+    Metric("resolution", "phase", None, meaning="progressive: the resolution G and D work at (px)"),
+    Metric("alpha", "phase", None, meaning="progressive: the fade-in of the current stage (1 = fully in)"),
     # --- every evaluated step ---
     Metric("fid", "score", False, latest=True, listed=True, meaning="Frechet distance of evaluator features"),
     Metric("kid_mean", "score", False, latest=True, meaning="kernel distance of the same features (mean over subsets)"),

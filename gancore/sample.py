@@ -86,9 +86,11 @@ def generator_from_state(state: dict, config: dict, info: dict, device="cpu"):
     from .config import TrainConfig
     from .models import build_models
 
+    from .models import sampling_view
+
     G, _ = build_models(TrainConfig.from_dict(config), tuple(info["shape"]), info["num_classes"])
-    G.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
-    return G.to(device).eval()
+    G.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])  # a progressive G's stage too
+    return sampling_view(G).to(device).eval()
 
 
 def open_run_for_sampling(run_dir) -> Run:

@@ -34,6 +34,12 @@ def load_and_resolve(fields, source: str = "config", make_root: bool = False):
     if make_root:
         runs.ensure_root(cfg.runs_root or runs.default_root())
     data = load_data(cfg)
+    size = data.shape[-1] if data.kind == "image" else 0
+    if cfg.model == "progressive" and cfg.image_size == 0 and size >= 8 and size & (size - 1):
+        # progressive growing doubles from 4 px: 28 px MNIST is resized to 32 (resizing keeps the digit's
+        # share of the frame, where padding would add a border no real image has at other sizes)
+        cfg = dataclasses.replace(cfg, image_size=1 << size.bit_length())
+        data = load_data(cfg)
     return resolve(cfg, data), data
 
 
@@ -89,7 +95,7 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"--{name}: must be > 0 (got {getattr(cfg, name)})")
     non_negative = ["z_dim", "point_scale", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth",
                     "eval_every", "eval_n", "gp_weight", "acgan_weight", "acgan_fake_weight", "r1_gamma", "grad_clip",
-                    "weight_decay"]
+                    "weight_decay", "fade_images", "stable_images"]
     for name in non_negative:
         v = getattr(cfg, name)
         if not (v >= 0 and math.isfinite(v)):
@@ -123,7 +129,7 @@ def check_combination(cfg, points: bool) -> None:
     from .conditioning import METHODS
 
     method = METHODS[cfg.conditioning]
-    if points and cfg.model in ("dcgan", "resnet"):
+    if points and cfg.model in ("dcgan", "resnet", "progressive"):
         raise ConfigError(f"--model: {cfg.model} needs images; dataset {cfg.dataset!r} is 2-D points (use mlp)")
     if cfg.model == "mlp" and method.g_norm_conditional:
         raise ConfigError(f"--conditioning: {cfg.conditioning} conditions G through conditional batch norm, "
@@ -154,6 +160,16 @@ def check_combination(cfg, points: bool) -> None:
     if points and cfg.eval_train_evaluator:
         raise ConfigError(f"--eval_train_evaluator: evaluators score images; dataset {cfg.dataset!r} is 2-D points "
                           f"(scored by mode coverage)")
+    if cfg.model == "progressive":
+        if cfg.vbn:
+            raise ConfigError("--vbn: the progressive G normalises with pixel norm; virtual batch norm has nothing "
+                              "to replace")
+        if cfg.compile:
+            raise ConfigError("--compile: a progressive network changes its graph with the stage and its fade every "
+                              "step, which torch.compile would recompile; train it without --compile")
+        if cfg.equalized_lr and (cfg.sn_g or cfg.sn_d):
+            raise ConfigError("--sn_d/--sn_g: equalized learning rate already sets each weight's scale at runtime; "
+                              "use spectral norm with --equalized_lr false")
     if cfg.compile and (cfg.loss == "wgan-gp" or cfg.r1_gamma):
         raise ConfigError(f"--compile: {'wgan-gp' if cfg.loss == 'wgan-gp' else 'R1'} differentiates D's gradient "
                           f"(a double backward), which torch.compile does not support; train without --compile")
@@ -196,6 +212,8 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
         c.g_width, c.d_width = c.g_width or (256 if points else 512), c.d_width or (256 if points else 512)
         c.g_depth, c.d_depth = c.g_depth or 3, c.d_depth or 3
         return c
+    if c.model == "progressive":
+        return resolve_progressive(c, data)
     stages = max_stages(c.image_size)
     if stages == 0:
         raise ConfigError(f"--image_size: {c.model} needs an even size that halves to 3..7 (got {c.image_size}); "
@@ -210,6 +228,28 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
     else:
         width = 64 if c.image_size <= 32 else 128
     c.g_width, c.d_width = c.g_width or width, c.d_width or width
+    return c
+
+
+def resolve_progressive(c, data):
+    """Progressive growing: a power-of-two size, depth = the 2x stages from 4 px, the fade schedule."""
+    from .models.progressive import stages_for
+
+    try:
+        stages = stages_for(c.image_size)
+    except ValueError:
+        raise ConfigError(f"--image_size: progressive growing doubles from 4 px to a size of 8, 16, 32, 64 ... "
+                          f"(got {c.image_size}); resize with --image_size 32") from None
+    for name in ("g_depth", "d_depth"):
+        if getattr(c, name) not in (0, stages - 1):
+            raise ConfigError(f"--{name}: progressive growing from 4 px to {c.image_size} px has {stages - 1} "
+                              f"stages (got {getattr(c, name)})")
+        setattr(c, name, stages - 1)
+    c.g_width, c.d_width = c.g_width or 16, c.d_width or 16  # at the finest stage; coarser ones up to 4x
+    # auto schedule: 2 x stages equal phases over the run (stage 0 stable, then a fade and a stable phase
+    # per stage), the last stage also keeping the remainder: full resolution for the last ~quarter or more
+    unit = c.steps * c.batch_size * c.n_critic // (2 * stages)
+    c.fade_images, c.stable_images = c.fade_images or unit, c.stable_images or unit
     return c
 
 

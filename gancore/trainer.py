@@ -29,7 +29,8 @@ from .config import TrainConfig, coerce
 from .errors import ConfigError, GancoreError, RunError
 from .losses import LOSSES, d_output
 from .metrics import evaluate
-from .models import build_models
+from .models import build_models, sampling_view
+from .models.progressive import ProgressiveGenerator, Schedule, fade_real
 from .records import LATEST, format_record, primary_score
 from .regularizers import clip_weights, gradient_penalty, r1_penalty
 from .sample import image_grid, points_image, to_uint8
@@ -299,8 +300,10 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.G_step = DDP(self.G, device_ids=ids)  # DDP's default: buffers follow rank 0 at every forward
-            self.D_step = DDP(self.D, device_ids=ids)
+            # progressive growing: the layers of stages not reached yet get no gradient, which DDP must expect
+            unused = isinstance(self.G, ProgressiveGenerator)
+            self.G_step = DDP(self.G, device_ids=ids, find_unused_parameters=unused)  # buffers follow rank 0
+            self.D_step = DDP(self.D, device_ids=ids, find_unused_parameters=unused)
         if cfg.compile:
             self.G_step, self.D_step = torch.compile(self.G_step), torch.compile(self.D_step)
             self.D_frozen = self.D_step if not world.multi else torch.compile(self.D)
@@ -310,6 +313,10 @@ class Trainer:
         self.gen_data = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(cfg.seed + 1, world.rank))
         self.gen_z = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(cfg.seed + 2, world.rank))
         self.fixed_z, self.fixed_y = self.fixed_batch()
+        # Progressive growing: the stage and fade follow the real images seen (so a resume lands mid-fade exactly)
+        self.schedule = Schedule(self.G.stages, cfg.fade_images, cfg.stable_images) \
+            if isinstance(self.G, ProgressiveGenerator) else None
+        self.phase = (0, 1.0)
         # A dataset too large for the device streams from its memory map: batch k's indices are a function of
         # (seed, k), gathered ahead by a background thread (data.Loader); in memory, indices come from gen_data.
         self.loader = self.data.loader(self.batch, distributed.rank_seed(cfg.seed + 1, world.rank), self.device) \
@@ -373,6 +380,8 @@ class Trainer:
         self.D.requires_grad_(True)
         for _ in range(cfg.n_critic):
             x, y = self.loader.next() if self.loader else self.data.batch(B, self.gen_data)  # (B, ...), labels or None
+            if self.schedule:  # real images at the stage's resolution, faded as G's output is
+                x = fade_real(x, *self.phase)
             z, _ = self.noise(B)
             y = y if self.conditional else None  # fakes get the real batch's labels
             with self.autocast():
@@ -458,6 +467,7 @@ class Trainer:
                 while self.step < cfg.steps and not self.stopping:
                     self.step += 1
                     distributed.injected_fault(self.world, self.step)
+                    self.grow()
                     scalars = self.train_step(measure=self.is_due(cfg.log_every))
                     grad_norms = {k: scalars.pop(k) for k in ("grad_norm_d", "grad_norm_g") if k in scalars}
                     self.sums.add(scalars)
@@ -487,6 +497,14 @@ class Trainer:
             else:
                 self.finish("done", f"done: {self.step} steps, {self.images_seen} images, {self.elapsed:.1f} s")
         return str(self.run_dir)
+
+    def grow(self):
+        """Progressive growing: set this step's stage and fade on G, D and the EMA copy (from images seen)."""
+        if self.schedule:
+            self.phase = self.schedule.stage_alpha(self.images_seen)
+            for m in (self.G, self.D, self.G_ema):
+                if m is not None:
+                    m.set_stage(*self.phase)
 
     def begin(self):
         cfg = self.cfg
@@ -589,6 +607,7 @@ class Trainer:
             "lr_d": self.opt_d.param_groups[0]["lr"],
             "lr_g": self.opt_g.param_groups[0]["lr"],
             "img_per_s": (self.images_seen - seen_start) / max(now - t_start, 1e-9),
+            **({"resolution": 4 * 2 ** self.phase[0], "alpha": round(self.phase[1], 4)} if self.schedule else {}),
         }
 
     @contextlib.contextmanager
@@ -598,7 +617,7 @@ class Trainer:
         was_training = G.training
         G.eval()
         try:
-            yield G
+            yield sampling_view(G)  # a progressive G: upsampled to the final size
         finally:
             G.train(was_training)
 

@@ -13,6 +13,7 @@ from gancore.presets import PRESETS
 GROUPS = {
     "Data": ["dataset", "data_path", "image_size", "channels"],
     "Networks": ["model", "z_dim", "g_width", "d_width", "g_depth", "d_depth", "point_scale"],
+    "Progressive growing": ["fade_images", "stable_images", "equalized_lr", "pixel_norm"],
     "Objective": ["loss", "clip_value", "gp_weight"],
     "Conditioning": ["conditioning", "embed_dim", "acgan_weight", "acgan_fake_weight"],
     "Stabilisers": ["sn_g", "sn_d", "r1_gamma", "grad_clip", "weight_decay", "d_dropout", "label_smoothing", "vbn",

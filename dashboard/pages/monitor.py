@@ -49,6 +49,12 @@ def monitor():
                 f"{config.get('loss')} · conditioning {config.get('conditioning')}"
                 + (f" · {procs} processes (torchrun)" if procs > 1 else ""))
     st.progress(min(1.0, step / steps), text=f"step {step:,} of {steps:,}")
+    if "resolution" in df and df["resolution"].notna().any():  # progressive growing: the stage and its fade
+        last = df.dropna(subset=["resolution"]).iloc[-1]
+        fading = last["alpha"] < 1
+        st.progress(float(last["alpha"]), text=f"progressive growing: {int(last['resolution'])} px of "
+                    f"{info.get('shape', [0, 0])[-1]} px, " + (f"fading in (alpha {last['alpha']:.2f})" if fading
+                                                             else "stable"))
     cols = st.columns(5)
     cols[0].metric("images seen", f"{status.get('images_seen', 0):,}")
     if "img_per_s" in df and df["img_per_s"].notna().any():

@@ -5,12 +5,14 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
+from .progressive import ProgressiveDiscriminator, ProgressiveGenerator, upsample_to
 from .resnet import ResNetDiscriminator, ResNetGenerator
 
 NETWORKS = {
     "mlp": (MLPGenerator, MLPDiscriminator),
     "dcgan": (DCGANGenerator, DCGANDiscriminator),
     "resnet": (ResNetGenerator, ResNetDiscriminator),
+    "progressive": (ProgressiveGenerator, ProgressiveDiscriminator),
 }
 
 
@@ -38,6 +40,10 @@ def build_models(cfg, shape, num_classes):
         d_extra["batchnorm"] = d_uses_batchnorm(cfg)
     if cfg.model == "mlp":
         g_extra["point_scale"] = d_extra["point_scale"] = cfg.point_scale or 1.0
+    if cfg.model == "progressive":
+        # width at the finest stage, doubling per coarser stage up to 4x: coarse stages are cheap
+        g_extra.update(width_max=4 * cfg.g_width, equalized=cfg.equalized_lr, pixel_norm=cfg.pixel_norm)
+        d_extra.update(width_max=4 * cfg.d_width, equalized=cfg.equalized_lr)
     G = G_cls(cfg.z_dim, shape, cfg.g_width, cfg.g_depth, vbn_ref=cfg.vbn_ref if cfg.vbn else 0, **cond, **g_extra)
     D = D_cls(shape, cfg.d_width, cfg.d_depth, **cond, **d_extra)
     if cfg.sn_g:
@@ -45,3 +51,20 @@ def build_models(cfg, shape, num_classes):
     if cfg.sn_d:
         apply_spectral_norm(D)
     return G, D
+
+
+class AtFinalSize(nn.Module):
+    """A progressive G seen from outside: its current stage's images upsampled (nearest) to the final size,
+    so grids, samples and scores always have the data's shape. Other networks need no such view."""
+
+    def __init__(self, G):
+        super().__init__()
+        self.G = G
+
+    def forward(self, z, y=None):
+        return upsample_to(self.G(z, y), self.G.out_size)  # (B, C, H, W) at the data's size
+
+
+def sampling_view(G):
+    """G as samplers and scorers call it: at the final size whatever stage a progressive G is at."""
+    return AtFinalSize(G) if isinstance(G, ProgressiveGenerator) else G
