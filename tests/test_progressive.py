@@ -197,25 +197,25 @@ def test_equalized_lr_scale_and_init():
 
 
 # ---------------------------------------------------------------- which layers learn
-def used_by_g(name, stage, alpha):
-    """Does G's parameter `name` take part at (stage, alpha)?"""
+def used(name, stage, alpha, always):
+    """Does parameter `name` take part at (stage, alpha)? `always`: the part every stage uses (G's cond, D's head).
+    Blocks of stages <= stage do; the to_rgb / from_rgb / label maps of this stage, and of the previous one
+    while it fades out."""
     part, _, rest = name.partition(".")
-    if part == "cond":
+    if part == always:
         return True
     t = int(rest.split(".")[0])
     if part == "blocks":
         return t <= stage
-    return t == stage or (t == stage - 1 and alpha < 1)  # to_rgb
+    return t == stage or (t == stage - 1 and alpha < 1)
+
+
+def used_by_g(name, stage, alpha):
+    return used(name, stage, alpha, always="cond")
 
 
 def used_by_d(name, stage, alpha):
-    part, _, rest = name.partition(".")
-    if part == "head":
-        return True
-    t = int(rest.split(".")[0])
-    if part == "blocks":
-        return t <= stage
-    return t == stage or (t == stage - 1 and alpha < 1)  # from_rgb, conds
+    return used(name, stage, alpha, always="head")
 
 
 @pytest.mark.parametrize("stage,alpha", [(0, 1.0), (1, 0.5), (1, 1.0), (2, 0.5), (2, 1.0)])
