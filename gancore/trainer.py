@@ -201,7 +201,8 @@ def image_scorer(cfg, data):
             raise ConfigError(f"--eval_train_evaluator: {e}") from None
         hint = "" if data.y is None else (
             f"; for this data: `python -m gancore train-evaluator --dataset {cfg.dataset}"
-            f"{' --data_path ' + cfg.data_path if cfg.data_path else ''}`, or launch with --eval_train_evaluator true")
+            f"{' --data_path ' + cfg.data_path if cfg.data_path else ''} --image_size {cfg.image_size} "
+            f"--channels {cfg.channels}`, or launch with --eval_train_evaluator true")
         return None, f"image metrics off: {e}{hint}"
 
 

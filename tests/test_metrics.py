@@ -5,6 +5,7 @@ import importlib.machinery
 import importlib.util
 import json
 import math
+import re
 import sys
 
 import numpy as np
@@ -248,11 +249,13 @@ def test_own_data_without_evaluator_trains_with_a_note_or_trains_one(runs_root, 
     path = tmp_path / "bars.npz"
     np.savez(path, x=x, y=y.numpy())
     run_dir = gancore.train(tiny(name="own", dataset="npz", data_path=str(path), eval_every=3))
-    assert "image metrics off: no evaluator cached" in (runs_root / "own" / "train.log").read_text()
-    assert "train-evaluator --dataset npz --data_path" in (runs_root / "own" / "train.log").read_text()
+    log = (runs_root / "own" / "train.log").read_text()
+    assert "image metrics off: no evaluator cached" in log
     assert not any("fid" in r for r in runs.read_metrics(run_dir))
 
-    code, out, err = cli(capsys, "train-evaluator", "--dataset", "npz", "--data_path", path, "--epochs", 3)
+    hint = re.findall(r"`python -m gancore (train-evaluator [^`]*)`", log)[-1].split()  # what the log says to run
+    assert hint[:3] == ["train-evaluator", "--dataset", "npz"] and "--image_size" in hint
+    code, out, err = cli(capsys, *hint, "--epochs", 3)
     assert code == 0, err
     assert out.count("\n") == 1 and "held-out accuracy" in out and str(ev.cache_root()) in out
     run_dir = gancore.train(tiny(name="own2", dataset="npz", data_path=str(path), eval_every=3, eval_n=40))
