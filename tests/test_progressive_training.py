@@ -69,3 +69,18 @@ def test_settings_that_cannot_work_are_refused(runs_root, fields, message):
 def test_spectral_norm_without_equalized_lr_trains(runs_root):
     run_dir = gancore.train(pg(name="sn", sn_d=True, equalized_lr=False, loss="hinge", steps=4))
     assert runs.read_status(run_dir)["state"] == "done"
+
+
+def test_monitor_shows_the_stage_and_the_fade(runs_root):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    gancore.train(pg(name="shown", steps=11))  # ends inside the fade to 16 px
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+    at.session_state["run"] = "shown"
+    at.run()
+    at.switch_page("pages/monitor.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    texts = " ".join(str(getattr(p, "text", "")) for p in at.get("progress"))
+    assert "progressive growing: 16 px of 16 px, fading in (alpha 0.33)" in texts, texts
