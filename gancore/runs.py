@@ -245,15 +245,13 @@ def checkpoint_problem(path) -> str | None:
     return None
 
 
-def latest_loadable_checkpoint(run_dir, on_skip=None, before=None):
+def latest_loadable_checkpoint(run_dir, on_skip=None):
     """(step, path, state) of the newest checkpoint that loads, or None when none does (or there is none).
 
     Each unreadable one newer than it is reported through `on_skip(message)` (its file and why) and left
-    on disk. `before`: only consider steps up to this one.
+    on disk.
     """
     for step, path in reversed(checkpoints(run_dir).items()):
-        if before is not None and step > before:
-            continue
         try:
             return step, path, load_checkpoint(path)
         except CheckpointError as e:
@@ -342,41 +340,47 @@ def claim_run_dir(root, name: str, numbered: bool = False) -> Path:
     name exactly one wins; a reservation is claimed by making its `checkpoints/` the same way.
     numbered (default names): a taken name moves on to <name>-2, <name>-3, ... instead of failing.
     """
-    root = ensure_root(root)
-    for i in range(1, 10_000):
-        path = root / (name if i == 1 else f"{name}-{i}")
+    def take(path) -> bool:
         try:
             path.mkdir()
-            (path / "checkpoints").mkdir()
         except FileExistsError:
-            try:
-                if is_reservation(path):
-                    (path / "checkpoints").mkdir()  # the claim itself: only one process can make it
-                    break
-            except FileExistsError:
-                pass
-            if numbered:
-                continue
-            raise RunError(f"--name: run directory {path} already exists (use --resume {path} to continue it)")
-        break
-    else:
-        raise RunError(f"--name: no free run directory name under {root} for {name}")
+            if not is_reservation(path):
+                return False
+        try:
+            (path / "checkpoints").mkdir()  # for a reservation, the claim itself: only one process can make it
+        except FileExistsError:
+            return False
+        return True
+
+    path = _first_free(root, name, numbered, take, "--name",
+                       lambda p: f"run directory {p} already exists (use --resume {p} to continue it)")
     (path / "samples").mkdir(exist_ok=True)
     return path
 
 
 def reserve_run_dir(root, name: str, numbered: bool = False) -> Path:
     """Atomically make an empty <root>/<name> (or <name>-2 ... when numbered) for launch.py to fill."""
+    def take(path) -> bool:
+        try:
+            path.mkdir()
+        except FileExistsError:
+            return False
+        return True
+
+    return _first_free(root, name, numbered, take, "name", lambda p: f"run directory {p} already exists")
+
+
+def _first_free(root, name: str, numbered: bool, take, flag: str, taken) -> Path:
+    """The first of <root>/<name>, <name>-2, <name>-3 ... that `take(path)` claims atomically; without
+    `numbered`, only <name>, else RunError `<flag>: <taken(path)>`."""
     root = ensure_root(root)
     for i in range(1, 10_000):
         path = root / (name if i == 1 else f"{name}-{i}")
-        try:
-            path.mkdir()
+        if take(path):
             return path
-        except FileExistsError:
-            if not numbered:
-                raise RunError(f"name: run directory {path} already exists") from None
-    raise RunError(f"name: no free run directory name under {root} for {name}")
+        if not numbered:
+            raise RunError(f"{flag}: {taken(path)}")
+    raise RunError(f"{flag}: no free run directory name under {root} for {name}")
 
 
 def is_reservation(path) -> bool:
