@@ -31,7 +31,9 @@ from gancore.errors import GancoreError
 from gancore.runs import torch_save_atomic
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "evaluators"
-SHIPPED = ("mnist-5k", "digits")      # embedded labelled sets with weights in SHIPPED_DIR
+# the weights in SHIPPED_DIR: file stem -> load_dataset arguments of the data it was trained on
+SHIPPED = {"mnist-5k": dict(name="mnist-5k"), "digits": dict(name="digits"),
+           "mnist-5k-32px": dict(name="mnist-5k", image_size=32)}  # 32 px: what progressive growing trains on
 FEATURE_BACKENDS = ("evaluator", "inception")  # fid_backend: these classifiers, or Inception (image_metrics.py)
 FILE_FORMAT = 1                       # bump when the file layout or the architecture changes
 DEFAULT_EPOCHS = 15                   # enough for >= 97 % held-out accuracy on mnist-5k and digits
@@ -255,12 +257,12 @@ def load_evaluator(path) -> tuple[Evaluator, dict]:
     return model, report
 
 
-def shipped_evaluator(dataset_name: str) -> tuple[Evaluator, dict]:
-    """The evaluator shipped in the package for an embedded labelled dataset ("mnist-5k", "digits")."""
-    path = SHIPPED_DIR / f"{dataset_name}.pt"
-    if dataset_name not in SHIPPED or not path.is_file():
+def shipped_evaluator(stem: str) -> tuple[Evaluator, dict]:
+    """An evaluator shipped in the package, by its file stem (a key of SHIPPED: "mnist-5k", "mnist-5k-32px" ...)."""
+    path = SHIPPED_DIR / f"{stem}.pt"
+    if stem not in SHIPPED or not path.is_file():
         have = sorted(p.stem for p in SHIPPED_DIR.glob("*.pt")) if SHIPPED_DIR.is_dir() else []
-        raise EvaluatorError(f"no shipped evaluator for dataset {dataset_name!r} (shipped: "
+        raise EvaluatorError(f"no shipped evaluator {stem!r} (shipped: "
                              f"{', '.join(have) or 'none'}); train one with evaluator_for(data) "
                              f"or scripts/train_evaluators.py")
     return load_evaluator(path)
@@ -280,10 +282,11 @@ def evaluator_for(data: Dataset, cache_dir=None, train_if_missing: bool = True,
     `<cache_dir>/<fingerprint>.pt`, default `cache_root()/evaluators`, trained on first use.
     """
     fp = fingerprint(data)
-    if data.name in SHIPPED and (SHIPPED_DIR / f"{data.name}.pt").is_file():
-        model, report = shipped_evaluator(data.name)
-        if report["fingerprint"] == fp:
-            return model, report
+    for stem, spec in SHIPPED.items():  # an embedded set, natively or at a size some shipped weights were trained at
+        if spec["name"] == data.name and (SHIPPED_DIR / f"{stem}.pt").is_file():
+            model, report = shipped_evaluator(stem)
+            if report["fingerprint"] == fp:
+                return model, report
 
     path = evaluator_path(data, cache_dir)
     damaged = None

@@ -1,6 +1,6 @@
 """Train the shipped evaluator classifiers and write gancore/evaluators/<dataset>.pt.
 
-    python scripts/train_evaluators.py [--datasets mnist-5k digits] [--epochs 15] [--out DIR]
+    python scripts/train_evaluators.py [--datasets mnist-5k digits mnist-5k-32px] [--epochs 15] [--out DIR]
 
 Fixed seed 0 and a 20 % held-out split, so the numbers it prints are reproducible; it prints a
 markdown table (held-out accuracy, weights hash, seconds) for docs/benchmarks.md. One CPU thread:
@@ -31,7 +31,7 @@ def main(argv=None) -> None:
     rows = []
     for name in args.datasets:
         start = time.perf_counter()
-        model, report = train_evaluator(load_dataset(name), seed=args.seed, epochs=args.epochs)
+        model, report = train_evaluator(load_dataset(**SHIPPED[name]), seed=args.seed, epochs=args.epochs)
         path = args.out / f"{name}.pt"
         save_evaluator(model, report, path)
         rows.append((name, report, time.perf_counter() - start, path.stat().st_size))

@@ -28,7 +28,7 @@ def bars(n=80, size=16, seed=0, labelled=True) -> Dataset:
 @pytest.mark.parametrize("name", ev.SHIPPED)
 def test_shipped_weights_reach_recorded_accuracy(name):
     model, report = ev.shipped_evaluator(name)
-    data = load_dataset(name)
+    data = load_dataset(**ev.SHIPPED[name])
     assert report["fingerprint"] == ev.fingerprint(data), "the embedded data changed since training"
     assert (ev.SHIPPED_DIR / f"{name}.pt").stat().st_size < 1_000_000
     train_idx, hold_idx = ev.heldout_split(len(data), report["seed"], report["holdout"])
