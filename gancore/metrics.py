@@ -6,22 +6,54 @@ least one high-quality sample; reverse KL compares the mode histogram of high-qu
 with the uniform one. Images get FID, KID, IS, conditional accuracy, per-class FID or the class
 histogram from the project's evaluator (image_metrics.py).
 
+Stacked MNIST (`stacked-mnist`) uses the same protocol on images, as PacGAN and VEEGAN do: draw 26,000
+samples; read each colour channel with the shipped MNIST-5k evaluator; a mode (one of the 1,000 digit
+triples) is captured when at least one sample reads as it; reverse KL is KL(p_model || uniform) of the
+triple histogram: PacGAN's Table 2 ("reverse KL divergence over the generated mode distribution") and its
+code (KLD(p, q), p the generated histogram, q uniform). The stacked-mnist data hold every triple equally
+often, so uniform is also the data's histogram.
+
 Every evaluation returns its scores plus `provenance`: which network scored them (name, weights
 sha256), against which reference (data, split, fingerprint, number of real samples), on how many
 generated samples, with which seed. Two scores are the same metric only when their provenance
 agrees (`check_comparable`, in records.py with the rest of the provenance rules); the seed is the
 exception, as it only picks which samples are drawn.
 """
+import functools
 import math
 
 import torch
+import torch.nn.functional as F
 
+from .data import as_float
 from .records import COMPARED, ProvenanceMismatch, check_comparable, primary_score, provenance_difference  # noqa: F401
 from .sample import balanced_labels, generate, quantize
 
 N_POINTS = 2500          # the PacGAN/VEEGAN sample count
 N_IMAGES = 10_000        # images scored by `gancore eval` unless --n says otherwise
 N_IMAGES_TRAINING = 2000  # images per evaluation during training (eval_n 0): under 5 % of training time
+N_STACKED = 26_000       # the PacGAN/VEEGAN sample count for stacked MNIST, in training and `gancore eval` alike
+STACKED = "stacked-mnist"
+TRIPLES = 1000           # stacked MNIST's modes: (R, G, B) digit triples
+DIGIT_READER = "mnist-5k"  # the shipped evaluator that reads each channel of a stacked-MNIST image
+
+
+def default_n(data, training: bool = False) -> int:
+    """Samples per evaluation when none is asked for (eval_n 0, `gancore eval` without --n)."""
+    if data.kind == "points":
+        return N_POINTS
+    if data.name == STACKED:  # fewer leave modes unseen by chance alone: at 2,000 a perfect G shows ~865
+        return N_STACKED
+    return N_IMAGES_TRAINING if training else N_IMAGES
+
+
+def reverse_kl(counts: torch.Tensor) -> float:
+    """KL(p || uniform) of a histogram of counts (M,): sum of p log(p / (1/M)) over the bins hit; inf when empty."""
+    counts = counts.double()
+    p = counts / counts.sum().clamp(min=1)
+    q = 1.0 / len(counts)
+    nz = p > 0
+    return float((p[nz] * (p[nz] / q).log()).sum()) if nz.any() else math.inf
 
 
 def mode_coverage(points: torch.Tensor, modes: torch.Tensor, sigma: float) -> dict:
@@ -29,15 +61,11 @@ def mode_coverage(points: torch.Tensor, modes: torch.Tensor, sigma: float) -> di
     dist = torch.cdist(points.float(), modes.float())  # (N, M)
     nearest_d, nearest = dist.min(dim=1)
     hq = nearest_d <= 3 * sigma
-    counts = torch.bincount(nearest[hq], minlength=len(modes)).double()
-    p = counts / counts.sum().clamp(min=1)
-    q = 1.0 / len(modes)
-    nz = p > 0
-    reverse_kl = float((p[nz] * (p[nz] / q).log()).sum()) if nz.any() else math.inf
+    counts = torch.bincount(nearest[hq], minlength=len(modes))
     return {
         "modes": int((counts > 0).sum()),
         "hq_share": float(hq.double().mean()),
-        "reverse_kl": reverse_kl,
+        "reverse_kl": reverse_kl(counts),
     }
 
 
@@ -48,25 +76,100 @@ def points_provenance(data, n_gen: int, seed: int) -> dict:
             "n_gen": int(n_gen), "seed": int(seed)}
 
 
+@functools.lru_cache(maxsize=None)
+def _digit_reader(device: str):
+    """(the shipped MNIST-5k evaluator in eval mode on `device`, its weights sha256), loaded once per process."""
+    from .evaluator import shipped_evaluator
+
+    model, report = shipped_evaluator(DIGIT_READER)
+    # channels_last: a third faster on a CPU for this small conv net
+    return model.to(device, memory_format=torch.channels_last).eval(), report["weights_sha256"]
+
+
+@torch.no_grad()
+def triple_counts(x: torch.Tensor, device="cpu", batch: int = 500) -> torch.Tensor:
+    """How many of the stacked-MNIST images x read as each digit triple: (1000,) int64, index 100 r + 10 g + b.
+
+    x: (N, 3, H, W) uint8 levels or floats in [-1, 1]. Each channel is one MNIST digit for the MNIST-5k
+    evaluator (28 px; other sizes are resized to 28 first), read as its most likely digit.
+    """
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"stacked MNIST images are (N, 3, H, W), got {tuple(x.shape)}")
+    model, _ = _digit_reader(str(device))
+    counts = torch.zeros(TRIPLES, dtype=torch.int64)
+    for i in range(0, len(x), batch):
+        xb = as_float(x[i:i + batch].to(device))  # (B, 3, H, W)
+        b, _, h, w = xb.shape
+        xb = xb.reshape(b * 3, 1, h, w)             # (3B, 1, H, W): R, G, B of each image in turn
+        if (h, w) != (28, 28):
+            xb = F.interpolate(xb, size=(28, 28), mode="bilinear", align_corners=False, antialias=True)
+        digits = model(xb.contiguous(memory_format=torch.channels_last)).argmax(1).view(b, 3)  # (B, 3)
+        counts += torch.bincount((digits * torch.tensor([100, 10, 1], device=digits.device)).sum(1).cpu(),
+                                 minlength=TRIPLES)
+    return counts
+
+
+def triple_coverage(counts: torch.Tensor) -> dict:
+    """Modes captured (triples read at least once, of 1,000), reverse KL against uniform, and the counts."""
+    return {"modes": int((counts > 0).sum()), "reverse_kl": reverse_kl(counts), "triple_counts": counts.tolist()}
+
+
+def triples_provenance(n_gen: int, seed: int, device="cpu") -> dict:
+    """The mode count's network is the MNIST-5k evaluator, its reference the 1,000 triples (no real images)."""
+    return {"evaluator": f"{DIGIT_READER} per channel", "weights_sha256": _digit_reader(str(device))[1],
+            "reference": f"{STACKED}:triples", "data_fingerprint": None, "n_real": 0, "n_gen": int(n_gen),
+            "seed": int(seed)}
+
+
+def score_images(x: torch.Tensor, labels, data, scorer, seed: int, device="cpu") -> dict:
+    """The metrics of images x (uint8 levels or [-1, 1] floats) against `data`, with their provenance.
+
+    `scorer`'s (an ImageScorer, or None), and for stacked-mnist the triples. With both, the provenance
+    is the scorer's and names the mode counter as `mode_counter`.
+    """
+    out = scorer.score(x, labels, seed=seed) if scorer is not None else {}
+    if data.name == STACKED:
+        counted = triples_provenance(len(x), seed, device)
+        provenance = out.pop("provenance", None)
+        if provenance is not None:
+            provenance["mode_counter"] = f"{counted['evaluator']} {counted['weights_sha256'][:16]}"
+        out.update(triple_coverage(triple_counts(x, device)), provenance=provenance or counted)
+    return out
+
+
+def scorer_or_none(data, backend: str = "evaluator"):
+    """The ImageScorer of `data`; None for stacked-mnist without an evaluator of its own (its triples still count)."""
+    from .evaluator import EvaluatorError
+    from .image_metrics import scorer_for
+
+    try:
+        return scorer_for(data, backend)
+    except EvaluatorError:
+        if data.name != STACKED:
+            raise
+        return None
+
+
 @torch.no_grad()
 def evaluate(G, z_dim: int, data, conditional: bool, n: int = 0, seed: int = 0, scorer=None,
              device="cpu") -> dict:
     """The metrics that exist for this data, from n fixed-seed samples of G, with their provenance.
 
-    n: 0 = N_POINTS for 2-D data, N_IMAGES for images. Conditional samples are balanced over the
-    classes. Images need `scorer` (an image_metrics.ImageScorer); without one they get {}.
+    n: 0 = `default_n(data)`. Conditional samples are balanced over the classes. Images need `scorer`
+    (an image_metrics.ImageScorer); without one they get {}, except stacked-mnist, which always gets its
+    mode count (`score_images`).
     Generated images are rounded to 8-bit levels first, as saved samples are, so a run and an .npz
     exported from it score the same.
     """
-    n = n or (N_POINTS if data.kind == "points" else N_IMAGES)
-    if data.kind == "image" and scorer is None:
+    n = n or default_n(data)
+    if data.kind == "image" and scorer is None and data.name != STACKED:
         return {}
     labels = balanced_labels(n, data.num_classes) if conditional else None
     x = generate(G, z_dim, n, labels, seed=seed, device=device)  # (n, ...) float on the CPU
     if data.kind == "points":
         return {**mode_coverage(x, data.modes.cpu(), data.sigma), "provenance": points_provenance(data, n, seed)}
     x = quantize(x).float() / 127.5 - 1  # (n, C, H, W) on the 8-bit grid
-    return scorer.score(x, labels, seed=seed)
+    return score_images(x, labels, data, scorer, seed, device)
 
 
 # ---------------------------------------------------------------- scoring from outside the trainer
@@ -76,7 +179,6 @@ def score_run(run_dir, n: int = 0, step=None, seed: int = 0, on_skip=None) -> di
     on_skip(message): told about each unreadable checkpoint newer than the one scored (default: a warning).
     """
     from . import runs
-    from .image_metrics import scorer_for
     from .sample import generator_from_state, open_run_for_sampling, warn
     from .setup import load_and_resolve
 
@@ -85,7 +187,7 @@ def score_run(run_dir, n: int = 0, step=None, seed: int = 0, on_skip=None) -> di
     # scored on the CPU whatever the run trained on (autocast does not apply to scoring)
     cfg, data = load_and_resolve(dict(run.config, device="cpu", precision="fp32"), source=str(run.path / "config.json"))
     G = generator_from_state(state, run.config, run.data_info)
-    scorer = scorer_for(data, cfg.fid_backend) if data.kind == "image" else None
+    scorer = scorer_or_none(data, cfg.fid_backend) if data.kind == "image" else None
     return {"run": str(run_dir), "step": step,
             **evaluate(G, cfg.z_dim, data, run.data_info.get("conditional", False), n, seed, scorer)}
 
@@ -101,7 +203,6 @@ def score_npz(path, dataset: str, data_path=None, image_size: int = 0, channels:
 
     from .data import load_dataset
     from .errors import DataError
-    from .image_metrics import scorer_for
 
     try:
         with np.load(path) as z:
@@ -138,5 +239,4 @@ def score_npz(path, dataset: str, data_path=None, image_size: int = 0, channels:
     if tuple(x.shape[1:]) != tuple(data.shape):
         raise DataError(f"--npz: images are {tuple(x.shape[1:])} (C, H, W) but dataset {dataset!r} loads as "
                         f"{tuple(data.shape)}; pass --image_size / --channels to load it at the images' size")
-    return {"npz": str(path), "dataset": dataset,
-            **scorer_for(data, backend).score(x, y, seed=seed)}
+    return {"npz": str(path), "dataset": dataset, **score_images(x, y, data, scorer_or_none(data, backend), seed)}

@@ -82,7 +82,8 @@ def warn(message: str) -> None:
 
 
 def generator_from_state(state: dict, config: dict, info: dict, device="cpu"):
-    """G in eval mode rebuilt from a checkpoint's state (EMA weights when kept)."""
+    """G in eval mode rebuilt from a checkpoint's state (EMA weights when kept): a full checkpoint or a
+    sampling-only one (runs.sampling_checkpoint: the same keys, D and the optimisers left out)."""
     from .config import TrainConfig
     from .models import build_models
 

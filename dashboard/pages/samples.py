@@ -1,4 +1,8 @@
-"""Samples: the class-conditional demo — a row per class, latent interpolation, class morph, truncation."""
+"""Samples: the class-conditional demo — a row per class, latent interpolation, class morph, truncation.
+
+gancore's pretrained MNIST-5k generator (gancore/pretrained/, read-only) is offered too: first when the
+user has no class-conditional run of their own, so a newcomer sees every digit on demand; else last.
+"""
 import io
 
 import streamlit as st
@@ -8,15 +12,28 @@ from gancore import runs, views
 from gancore.errors import GancoreError
 from gancore.sample import class_morph, class_rows, generate, image_grid, interpolation, to_uint8
 
+PRETRAINED = runs.PRETRAINED_ROOT / "mnist-5k-cgan"
+PRETRAINED_LABEL = "mnist-5k-cgan (gancore's pretrained, read-only)"  # never a run name: those have no spaces
+
 st.title("Samples")
 root = runs_root()
 image_runs = [n for n in run_names()
               if runs.read_json_object(root / n / "data.json").get("kind") == "image" and runs.checkpoints(root / n)]
-name = pick_run("Run", key="samples_pick", names=image_runs, help="image runs with at least one checkpoint")
+own_conditional = any(runs.read_json_object(root / n / "data.json").get("conditional") for n in image_runs)
+if (PRETRAINED / "config.json").is_file():
+    image_runs = image_runs + [PRETRAINED_LABEL] if own_conditional else [PRETRAINED_LABEL] + image_runs
+name = pick_run("Run", key="samples_pick", names=image_runs,
+                help="image runs with at least one checkpoint, and gancore's pretrained MNIST-5k generator")
 if name is None:
     st.info("No image run with a checkpoint yet. Train one (the quick start on **Runs** takes about 5 minutes).")
     st.stop()
-path = root / name
+path = PRETRAINED if name == PRETRAINED_LABEL else root / name
+if name == PRETRAINED_LABEL:
+    name = PRETRAINED.name  # in captions and file names
+    about = ("No conditional run of yours yet: showing gancore's pretrained MNIST-5k generator (read-only)"
+             if not own_conditional else "gancore's pretrained MNIST-5k generator (read-only)")
+    st.info(f"{about}. It ships with gancore in `gancore/pretrained/{path.name}/` (its README.md says how it was "
+            f"trained and scored); train your own with the quick start on **Runs**.", icon=":material/info:")
 steps = list(runs.checkpoints(path))
 unreadable = {s: problem for s in steps if (problem := runs.checkpoint_problem(runs.checkpoint_path(path, s)))}
 readable = [s for s in steps if s not in unreadable]
