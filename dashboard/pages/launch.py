@@ -5,7 +5,7 @@ import streamlit as st
 
 from common import open_in, runs_root
 from gancore import config as C
-from gancore import launch, setup
+from gancore import launch, setup, views
 from gancore.errors import GancoreError
 from gancore.presets import PRESETS
 
@@ -14,7 +14,7 @@ GROUPS = {
     "Data": ["dataset", "data_path", "image_size", "channels"],
     "Networks": ["model", "z_dim", "g_width", "d_width", "g_depth", "d_depth", "point_scale"],
     "Progressive growing": ["fade_images", "stable_images", "equalized_lr", "pixel_norm"],
-    "Objective": ["loss", "clip_value", "gp_weight"],
+    "Objective": ["loss", "clip_value", "gp_weight", "drift"],
     "Conditioning": ["conditioning", "embed_dim", "acgan_weight", "acgan_fake_weight"],
     "Stabilisers": ["sn_g", "sn_d", "r1_gamma", "grad_clip", "weight_decay", "d_dropout", "label_smoothing", "vbn",
                     "vbn_ref", "mbstd", "mbstd_group", "pack", "diffaug"],
@@ -109,12 +109,16 @@ with st.form("launch"):
         sweep_text = st.text_area("One field per line", key="sweep_text",
                                   placeholder="loss = nonsaturating, hinge\nseed = 0, 1, 2",
                                   help="every combination becomes one run; the form gives the other fields")
-        max_parallel = st.number_input("Runs training at once", min_value=1, max_value=16, value=1, key="max_parallel",
-                                       help="the rest wait their turn (2 CPU cores: 1 is fastest in total)")
+        max_parallel = st.number_input("Runs training at once", min_value=1, max_value=64,
+                                       value=launch.default_parallel(), key="max_parallel",
+                                       help="the rest wait their turn in the queue. Default: one per GPU; on "
+                                       "CPUs one per core, each run with its share of the cores (measured "
+                                       "fastest in total, docs/benchmarks.md)")
     processes = st.number_input("Processes", min_value=1, max_value=64, value=launch.default_processes(),
                                 key="processes", help="training processes for this run, under torchrun (one per "
                                 "GPU; on a CPU they share the cores); batch_size is split over them. Sweeps "
-                                "train each run in one process")
+                                "train each run in one process. Each run gets GPUs of its own (it waits in "
+                                "the queue while all are busy), or its share of the CPU cores")
     submitted = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
 
 if submitted:
@@ -137,6 +141,10 @@ if submitted:
 if st.session_state.get("launched"):
     launched = st.session_state["launched"]
     st.success(f"Launched {len(launched)} run{'s' if len(launched) > 1 else ''}: " + ", ".join(launched))
+    queued = [r for r in views.run_rows(runs_root()) if r["run"] in launched and r["waiting"]]
+    if queued:
+        st.info(f"{len(queued)} of them {queued[0]['placement']}; each starts by itself when one frees up.",
+                icon=":material/schedule:")
     c1, c2 = st.columns(2)
     if c1.button("Watch it in Monitor", icon=":material/monitoring:"):
         open_in("monitor", launched[0])

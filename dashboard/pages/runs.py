@@ -10,6 +10,7 @@ QUICK_START = {"preset": "cgan-concat"}  # class-conditional DCGAN on MNIST-5k: 
 
 st.title("Runs")
 root = runs_root()
+launch.kick(root)  # queued runs start even when no launch or run's end is around to start them
 
 
 def quick_start(key: str):
@@ -36,6 +37,7 @@ if st.session_state.get("run") not in [r["run"] for r in rows]:
 
 @st.fragment(run_every=LIVE_SECONDS if any(r["state"] in ("running", "queued") for r in rows) else None)
 def table():
+    launch.kick(root)
     rows = views.run_rows(root)
     df = pd.DataFrame(rows)
     df["elapsed"] = df["elapsed_s"].map(lambda s: "" if pd.isna(s) else f"{int(s) // 60}:{int(s) % 60:02d}")
@@ -47,10 +49,11 @@ def table():
         acted_on = st.session_state.get("runs_acted_on")  # None during a full run: the buttons come after
         if acted_on is not None and acted_on != (picked["run"], picked["state"], picked["pending"]):
             st.rerun()  # the buttons below were drawn for another state of this run: redraw the whole page
+        where = picked["placement"] and f" · {picked['placement']}"
         st.markdown(f"{state_badge(picked['state'])} **{picked['run']}** · {picked['state']} · step "
-                    f"{picked['step']:,} of {int(picked['steps'] or 0):,}")
+                    f"{picked['step']:,} of {int(picked['steps'] or 0):,}{where}")
     columns = ["run", "state", "progress", "steps", "dataset", "model", "loss", "conditioning", "latest", "best",
-               "elapsed"] + (["processes"] if (df["processes"] > 1).any() else []) \
+               "elapsed", "placement"] + (["processes"] if (df["processes"] > 1).any() else []) \
         + (["error"] if df["error"].notna().any() else [])
     st.dataframe(
         df[columns],
@@ -58,6 +61,8 @@ def table():
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
             "run": st.column_config.TextColumn("run", width="medium"),
+            "placement": st.column_config.TextColumn("placement", help="where it trains (its GPU, or its share "
+                                                     "of the CPU cores), or what it waits for"),
             "error": st.column_config.TextColumn("error", width="medium"),
         })
 
@@ -76,7 +81,7 @@ st.caption(f"`{row['path']}`")
 if row["error"]:
     st.error(row["error"])
 
-cols = st.columns(6)
+cols = st.columns(7)
 if cols[0].button("Monitor", icon=":material/monitoring:", disabled=row["pending"]):
     open_in("monitor", name)
 if cols[1].button("Stop", icon=":material/stop:", disabled=row["state"] != "running",
@@ -97,10 +102,18 @@ if cols[3].button("Resume", icon=":material/play_arrow:", disabled=not resumable
         st.rerun()
     except GancoreError as e:
         st.error(str(e))
-if cols[4].button("Clone into Launch", icon=":material/content_copy:"):
+if cols[4].button("Cancel", icon=":material/cancel:", disabled=not row["waiting"],
+                  help="take it out of the queue (a queued resume goes back to what the run was)"):
+    try:
+        launch.cancel(row["path"])
+        st.toast(f"Cancelled {name}")
+        st.rerun()
+    except GancoreError as e:
+        st.error(str(e))
+if cols[5].button("Clone into Launch", icon=":material/content_copy:"):
     st.session_state["clone_fields"] = launch.clone_fields(row["path"])
     open_in("launch")
-with cols[5].popover("Delete", icon=":material/delete:", disabled=row["state"] in ("running",) and not row["pending"]):
+with cols[6].popover("Delete", icon=":material/delete:", disabled=row["state"] in ("running",) and not row["pending"]):
     st.write(f"Delete **{name}** and everything in it (checkpoints, samples, logs)? This cannot be undone.")
     if st.button("Yes, delete it", type="primary", key="confirm_delete"):
         try:
