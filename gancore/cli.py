@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data_path", "--data-path", help="--npz: path of that dataset, when it needs one")
     e.add_argument("--image_size", "--image-size", type=int, default=0, help="--npz: load the dataset at this size")
     e.add_argument("--channels", type=int, default=0, help="--npz: load the dataset with this many channels")
-    e.add_argument("--n", type=int, default=0, help="samples to score (default: 10,000 images or 2,500 points; "
-                                                    "--npz: all of them)")
+    e.add_argument("--n", type=int, default=0, help="samples to score (default: 10,000 images, 2,500 points, "
+                                                    "26,000 stacked-mnist images; --npz: all of them)")
     e.add_argument("--step", type=step_arg, help="checkpoint step, or best (default: the latest)")
     e.add_argument("--seed", type=int, default=0, help="noise seed, and the seed of KID subsets and IS splits")
     e.set_defaults(func=cmd_eval)
@@ -84,12 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "or ~/.cache/gancore/evaluators)")
     v.set_defaults(func=cmd_train_evaluator)
 
-    w = sub.add_parser("sweep", help="train reserved run directories, a few at a time (started by the dashboard)",
-                       description="Train the pending run directories that gancore.launch.launch_sweep reserved, "
-                                   "at most --max_parallel at once; a deleted directory is skipped.")
-    w.add_argument("--max_parallel", "--max-parallel", type=int, default=2, help="runs training at once")
+    w = sub.add_parser("sweep", help="queue reserved run directories as one sweep and wait for them",
+                       description="Put run directories that gancore.launch.reserve made (launch.json, not "
+                                   "started) in the queue as one sweep, at most --max_parallel training at once, "
+                                   "each placed on its own GPU or share of the cores; waits until all have ended.")
+    w.add_argument("--max_parallel", "--max-parallel", type=int, default=None,
+                   help="runs training at once (default: one per GPU, else the measured best for CPUs)")
     w.add_argument("dirs", nargs="+", metavar="RUN_DIR")
     w.set_defaults(func=cmd_sweep)
+
+    q = sub.add_parser("dispatch", help="start queued runs as GPUs and cores free up (the launcher starts it)",
+                       description="Start the runs queued under the runs root as GPUs and sweep slots free up; "
+                                   "exits when none waits. Launches start it; run it by hand after a reboot.")
+    q.add_argument("--root", help="runs root (default: $GANCORE_RUNS or ./runs)")
+    q.set_defaults(func=cmd_dispatch)
     return p
 
 
@@ -142,6 +150,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_runs(args) -> int:
+    from .placement import describe, is_waiting
     from .runs import default_root, is_active, list_runs, read_json_object, read_status
 
     root = args.root or default_root()
@@ -149,7 +158,9 @@ def cmd_runs(args) -> int:
     for path in list_runs(root):
         c, st = read_json_object(path / "config.json"), read_status(path)
         state = st.get("state", "?")
-        if state in ("queued", "running") and not is_active(st):
+        if is_waiting(st):
+            state = describe(st)  # "queued: waiting for a GPU" (placement.py)
+        elif state in ("queued", "running") and not is_active(st):
             state += " (no process)"  # killed without a chance to say so; --resume continues it
         if not c:
             state += " (config.json unreadable)"
@@ -204,11 +215,27 @@ def cmd_train_evaluator(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .launch import run_sweep
+    import time
 
-    if args.max_parallel < 1:
-        raise UsageError(f"--max_parallel: must be >= 1 (got {args.max_parallel})")
-    return run_sweep(args.dirs, args.max_parallel)
+    from .launch import default_parallel, queue_sweep, reap
+    from .placement import is_waiting
+    from .runs import is_active, read_status
+
+    max_parallel = default_parallel() if args.max_parallel is None else args.max_parallel
+    if max_parallel < 1:
+        raise UsageError(f"--max_parallel: must be >= 1 (got {max_parallel})")
+    paths = queue_sweep(args.dirs, max_parallel)
+    while any(is_active(read_status(p)) or is_waiting(read_status(p)) for p in paths if p.is_dir()):
+        time.sleep(1)  # the dispatcher starts them; this only waits for the end
+        reap()  # runs started from here: collected, so that a crashed one stops looking alive
+    return 0
+
+
+def cmd_dispatch(args) -> int:
+    from .launch import run_dispatcher
+    from .runs import default_root
+
+    return run_dispatcher(args.root or default_root())
 
 
 def main(argv=None) -> int:

@@ -39,6 +39,7 @@ class TrainConfig:
     loss: str = "nonsaturating"  # minimax, nonsaturating, lsgan, wgan (weight clipping), wgan-gp or hinge
     clip_value: float = 0.01  # wgan: critic weights are clipped to [-clip_value, clip_value] after each D step
     gp_weight: float = 10.0  # wgan-gp: weight of the gradient penalty on real/fake interpolates
+    drift: float = 0.0  # wgan/wgan-gp: drift penalty weight eps * E[D(x)^2] on real scores (Karras et al. 2018: 0.001); 0 = off
     conditioning: str = "none"  # none, concat, acgan (auxiliary classifier) or projection (+ conditional BN in G)
     embed_dim: int = 32  # size of the label embedding for concat/acgan conditioning of G and mlp D
     acgan_weight: float = 1.0  # acgan: weight of the class loss (D on real and fake, G on fake)

@@ -36,6 +36,7 @@ METRICS = {m.name: m for m in [
     Metric("loss_cls_g", "loss", False, meaning="G's extra loss of the conditioning method (ACGAN: class loss)"),
     Metric("gp", "loss", False, meaning="WGAN-GP gradient penalty, before weighting"),
     Metric("r1", "loss", False, meaning="R1 penalty, before weighting"),
+    Metric("drift", "loss", False, meaning="drift penalty E[D(x)^2] on real scores, before weighting"),
     Metric("d_real", "d_output", True, meaning="mean D(x): a probability for minimax/nonsaturating, else the raw score"),
     Metric("d_fake", "d_output", False, meaning="mean D(G(z)), as d_real"),
     Metric("grad_norm_d", "grad", None, meaning="D's total gradient L2 norm at this step"),
@@ -53,13 +54,17 @@ METRICS = {m.name: m for m in [
     Metric("is_std", "score", None, logged=False, meaning="IS's std over splits"),
     Metric("cond_acc", "score", True, latest=True, listed=True,
            meaning="share of samples made for class k that the evaluator classifies as k"),
-    Metric("modes", "score", True, latest=True, listed=True, meaning="2-D: modes captured"),
+    Metric("modes", "score", True, latest=True, listed=True,
+           meaning="modes captured: of a 2-D mixture's, or of stacked-mnist's 1,000 digit triples"),
     Metric("hq_share", "score", True, latest=True, listed=True, meaning="2-D: share of samples within 3 sigma of a mode"),
-    Metric("reverse_kl", "score", False, logged=False, meaning="2-D: reverse KL of the mode histogram against uniform"),
+    Metric("reverse_kl", "score", False, latest=True,
+           meaning="KL(generated mode histogram || uniform): 2-D (high-quality samples) and stacked-mnist"),
     Metric("eval_s", "speed", False, meaning="seconds the evaluation took"),
     Metric("cond_acc_per_class", "per_class", True, logged=False, meaning="cond_acc of each class"),
     Metric("fid_per_class", "per_class", False, logged=False, meaning="FID of each class against its real images"),
     Metric("class_hist", "per_class", None, logged=False, meaning="share of samples the evaluator assigns to each class"),
+    Metric("triple_counts", "per_class", None, logged=False,
+           meaning="stacked-mnist: samples read as each digit triple 100 r + 10 g + b (1,000 counts)"),
 ]}
 
 # Columns of every record that are not metrics.
@@ -124,12 +129,15 @@ def check_comparable(a: dict, b: dict) -> None:
 def primary_score(scores: dict):
     """(metric name, key) of an evaluation, a larger key being better; None when there is none or it is not finite.
 
-    Images rank by FID (lower is better); 2-D data by modes captured, then high-quality share.
+    Images rank by FID (lower is better); 2-D data by modes captured, then high-quality share;
+    stacked-mnist without FID by modes captured, then reverse KL (lower is better).
     """
     if "fid" in scores:
         name, key = "fid", (-scores["fid"],)
-    elif "modes" in scores:
+    elif "modes" in scores and "hq_share" in scores:
         name, key = "modes,hq_share", (scores["modes"], scores["hq_share"])
+    elif "modes" in scores and "reverse_kl" in scores:
+        name, key = "modes,reverse_kl", (scores["modes"], -scores["reverse_kl"])
     else:
         return None
     return (name, key) if all(isinstance(v, (int, float)) and math.isfinite(v) for v in key) else None

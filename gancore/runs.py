@@ -10,6 +10,10 @@
         checkpoints/ckpt_NNNNNNN.pt
         checkpoints/best.pt  the checkpoint of the best evaluation so far (status.json "best" says which)
 
+A sampling-only checkpoint (`sampling_checkpoint`) holds G's weights and the counters, no D, optimiser
+or RNG state: sample, eval and the dashboard load it; resume refuses it. gancore ships one such run,
+read-only, under gancore/pretrained/ (`PRETRAINED_ROOT`; `Run("pretrained:<name>")` opens it).
+
 The trainer writes; readers only read. Every file but the two logs is replaced atomically
 (`atomic_write`: temp file + rename); a reader of metrics.jsonl skips a half-written last line, and
 every reader here survives a file that is missing, torn or corrupt. docs/ARCHITECTURE.md is the full spec.
@@ -35,6 +39,9 @@ POINTS_RE = re.compile(r"step_(\d+)\.npz")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")  # a run name: one directory below the runs root
 CHECKPOINT_KEYS = ("step", "images_seen", "elapsed", "config", "G", "D", "G_ema", "opt_g", "opt_d", "scaler_g",
                    "scaler_d", "rng")
+SAMPLING_KEYS = ("step", "images_seen", "elapsed", "config", "G", "G_ema")  # a sampling-only one: G or G_ema set
+PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"  # runs shipped with gancore, read-only
+PRETRAINED_PREFIX = "pretrained:"  # "pretrained:mnist-5k-cgan" names PRETRAINED_ROOT / "mnist-5k-cgan"
 
 
 class CheckpointError(RunError):
@@ -220,10 +227,31 @@ def load_checkpoint(path) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as e:  # truncated zip, a foreign pickle, an unreadable file ...
         raise CheckpointError(f"{path}: unreadable checkpoint ({_first_line(e)})") from None
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    required = SAMPLING_KEYS if isinstance(state, dict) and is_sampling_only(state) else CHECKPOINT_KEYS
+    missing = [k for k in required if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(f"{path}: not a gancore checkpoint (no {missing[0]!r})")
+    if is_sampling_only(state) and state["G"] is None and state["G_ema"] is None:
+        raise CheckpointError(f"{path}: a sampling-only checkpoint without weights (G and G_ema are both null)")
     return state
+
+
+def is_sampling_only(state: dict) -> bool:
+    return state.get("sampling_only") is True
+
+
+def sampling_checkpoint(state: dict) -> dict:
+    """A full checkpoint stripped to what sampling needs: the weights G samples with (G_ema when the run kept
+    one, else G; the other null), the config and the counters; no D, optimiser, scaler or RNG state."""
+    ema = state.get("G_ema")
+    return {"sampling_only": True, **{k: state[k] for k in ("step", "images_seen", "elapsed", "config")},
+            "world_size": state.get("world_size", 1), "G_ema": ema, "G": state["G"] if ema is None else None}
+
+
+def check_resumable(path, state: dict) -> None:
+    """CheckpointError naming the file when a checkpoint cannot be trained on from (a sampling-only one)."""
+    if is_sampling_only(state):
+        raise CheckpointError(f"{path}: a sampling-only checkpoint (no D, no optimiser state); it cannot be resumed")
 
 
 def checkpoint_problem(path) -> str | None:
@@ -390,7 +418,14 @@ def is_reservation(path) -> bool:
     return "launch.json" in names and names <= {"launch.json", "launch.log", "status.json"}
 
 
+def is_pretrained(path) -> bool:
+    """A run shipped with gancore (directly under PRETRAINED_ROOT): read-only, never resumed or deleted."""
+    return Path(path).resolve().parent == PRETRAINED_ROOT
+
+
 def check_run_dir(path) -> Path:
+    if str(path).startswith(PRETRAINED_PREFIX):
+        path = PRETRAINED_ROOT / str(path)[len(PRETRAINED_PREFIX):]
     path = Path(path)
     if not (path / "config.json").is_file():
         raise RunError(f"{path}: not a gancore run directory (no config.json)")

@@ -94,8 +94,8 @@ def validate(cfg: TrainConfig) -> None:
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"--{name}: must be > 0 (got {getattr(cfg, name)})")
     non_negative = ["z_dim", "point_scale", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth",
-                    "eval_every", "eval_n", "gp_weight", "acgan_weight", "acgan_fake_weight", "r1_gamma", "grad_clip",
-                    "weight_decay", "fade_images", "stable_images"]
+                    "eval_every", "eval_n", "gp_weight", "drift", "acgan_weight", "acgan_fake_weight", "r1_gamma",
+                    "grad_clip", "weight_decay", "fade_images", "stable_images"]
     for name in non_negative:
         v = getattr(cfg, name)
         if not (v >= 0 and math.isfinite(v)):
@@ -170,6 +170,9 @@ def check_combination(cfg, points: bool) -> None:
         if cfg.equalized_lr and (cfg.sn_g or cfg.sn_d):
             raise ConfigError("--sn_d/--sn_g: equalized learning rate already sets each weight's scale at runtime; "
                               "use spectral norm with --equalized_lr false")
+    if cfg.drift and cfg.loss not in ("wgan", "wgan-gp"):
+        raise ConfigError(f"--drift: the drift penalty keeps a Wasserstein critic's scores near 0; loss {cfg.loss!r} "
+                          f"bounds its scores already (use --loss wgan-gp)")
     if cfg.compile and (cfg.loss == "wgan-gp" or cfg.r1_gamma):
         raise ConfigError(f"--compile: {'wgan-gp' if cfg.loss == 'wgan-gp' else 'R1'} differentiates D's gradient "
                           f"(a double backward), which torch.compile does not support; train without --compile")
@@ -181,7 +184,7 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
     """Fill the 'auto' fields from the dataset and check what depends on it. Returns a new config."""
     import torch
 
-    from .metrics import N_IMAGES_TRAINING, N_POINTS
+    from .metrics import default_n
     from .models.dcgan import max_stages
 
     c = dataclasses.replace(cfg)
@@ -199,7 +202,7 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
         c.model = "mlp" if points else "dcgan"
     check_combination(c, points)
     c.z_dim = c.z_dim or (2 if points else 64)
-    c.eval_n = c.eval_n or (N_POINTS if points else N_IMAGES_TRAINING)
+    c.eval_n = c.eval_n or default_n(data, training=True)
     if c.conditioning != "none" and data.num_classes == 0:
         raise ConfigError(f"--conditioning: {c.conditioning} needs class labels, and dataset {c.dataset!r} has none")
     if c.batch_size > len(data):

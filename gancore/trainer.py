@@ -151,6 +151,8 @@ def resume_run(run_dir, changes: dict) -> str:
         cfg, data = load_and_resolve({**stored, **changes}, source=str(run_dir / "config.json"))
         skipped = []
         loaded = runs.latest_loadable_checkpoint(run_dir, on_skip=skipped.append)
+        if loaded:
+            runs.check_resumable(loaded[1], loaded[2])  # a sampling-only checkpoint (gancore/pretrained/)
         if loaded is None and runs.checkpoints(run_dir):
             raise runs.CheckpointError(f"--resume: no checkpoint of {run_dir} loads; " + "; ".join(skipped)
                                        + " (nothing was changed or deleted)")
@@ -199,6 +201,10 @@ def image_scorer(cfg, data):
     except EvaluatorError as e:
         if cfg.eval_train_evaluator:
             raise ConfigError(f"--eval_train_evaluator: {e}") from None
+        from .metrics import STACKED
+
+        if data.name == STACKED:  # its mode count needs no evaluator of its own (metrics.triple_counts)
+            return None, "FID/KID/IS off (no stacked-mnist evaluator); modes and reverse KL are counted"
         hint = "" if data.y is None else (
             f"; for this data: `python -m gancore train-evaluator --dataset {cfg.dataset}"
             f"{' --data_path ' + cfg.data_path if cfg.data_path else ''} --image_size {cfg.image_size} "
@@ -398,6 +404,10 @@ class Trainer:
                     gp = gradient_penalty(self.D_judge, x, fake, y, self.scaler_d)
                     loss_d = loss_d + cfg.gp_weight * gp
                     out["gp"] = gp
+                if cfg.drift:  # keeps the critic's scores near 0 (WGAN's D is otherwise free to drift)
+                    drift = real_logits.float().pow(2).mean()
+                    loss_d = loss_d + cfg.drift * drift
+                    out["drift"] = drift
                 if cfg.r1_gamma:
                     r1 = r1_penalty(self.D_judge, x, y, self.scaler_d)
                     loss_d = loss_d + cfg.r1_gamma / 2 * r1

@@ -13,6 +13,7 @@ import pandas as pd
 
 from . import records, runs
 from .launch import pending_runs
+from .placement import describe as placement_text, is_waiting
 from .records import HIGHER_IS_BETTER, SCORES, format_scores, provenance_difference  # noqa: F401
 
 # The metric groups the pages draw, from the one metrics table (records.METRICS).
@@ -44,7 +45,7 @@ def metrics_frame(run_dir) -> pd.DataFrame:
 def state_of(status: dict) -> str:
     """The state to show: a queued/running run whose process is gone is "crashed" (resume continues it)."""
     state = status.get("state", "?")
-    if state in ("queued", "running") and not runs.is_active(status):
+    if state in ("queued", "running") and not runs.is_active(status) and not is_waiting(status):
         return "crashed"
     return state
 
@@ -58,7 +59,8 @@ def run_rows(root=None) -> list[dict]:
                      "steps": p["status"].get("steps"), "dataset": f.get("dataset", "mnist-5k"),
                      "model": f.get("model", "auto"), "loss": f.get("loss", f.get("preset", "")),
                      "conditioning": f.get("conditioning", ""), "latest": "", "best": "", "elapsed_s": None,
-                     "error": p["error"], "pending": True, "processes": p["status"].get("world_size", 1)})
+                     "error": p["error"], "pending": True, "processes": p["status"].get("world_size", 1),
+                     "placement": placement_text(p["status"]), "waiting": is_waiting(p["status"])})
     for path in reversed(runs.list_runs(root)):
         c = runs.read_json_object(path / "config.json")
         st = runs.read_status(path)
@@ -69,7 +71,8 @@ def run_rows(root=None) -> list[dict]:
                      "conditioning": c.get("conditioning"), "latest": format_scores(headline(st.get("latest"))),
                      "best": format_scores((st.get("best") or {}).get("value")),
                      "elapsed_s": elapsed(st), "error": st.get("error"), "pending": False,
-                     "processes": st.get("world_size", 1)})
+                     "processes": st.get("world_size", 1), "placement": placement_text(st),
+                     "waiting": is_waiting(st)})
     return rows
 
 
@@ -249,7 +252,8 @@ def health_warnings(df: pd.DataFrame, status: dict, config: dict, data_info: dic
                 out.append(f"classes G does not draw when asked (conditional accuracy < 20%): {', '.join(poor)}")
     if "modes" in df:
         last = df["modes"].dropna()
-        n_modes = len(data_info.get("modes") or [])
+        n_modes = len(data_info.get("modes") or []) or (  # 2-D mixtures; stacked-mnist's classes are its modes
+            data_info.get("num_classes", 0) if config.get("dataset") == "stacked-mnist" else 0)
         if len(last) and n_modes and last.iloc[-1] < n_modes / 2:
             out.append(f"mode collapse: {int(last.iloc[-1])} of {n_modes} modes captured")
     return out
@@ -318,3 +322,19 @@ def checkpoint_warnings(run_dir) -> list[str]:
             return [f"{p}; Resume and Samples use step {step}, the newest checkpoint that loads" for p in bad]
         bad.append(problem)
     return [f"{p}; no checkpoint of this run loads" for p in bad]
+
+
+def triple_evaluations(df: pd.DataFrame) -> dict[int, np.ndarray]:
+    """A stacked-mnist run's evaluations: step -> (1000,) counts of samples read as each digit triple.
+
+    Records whose `triple_counts` is missing or not 1,000 non-negative numbers are left out.
+    """
+    if "triple_counts" not in df:
+        return {}
+    out = {}
+    for step, counts in zip(df["step"], df["triple_counts"]):
+        if isinstance(counts, list) and len(counts) == 1000:
+            a = np.asarray(counts, dtype=float)
+            if np.isfinite(a).all() and (a >= 0).all():
+                out[int(step)] = a
+    return out

@@ -9,6 +9,7 @@ from gancore.augment import AUGMENTATIONS, diff_augment
 from gancore.config import TrainConfig
 from gancore.setup import resolve, validate
 from gancore.data import load_dataset
+from gancore.errors import ConfigError
 from gancore.layers import MinibatchStdDev
 from gancore.losses import LOSSES
 from gancore.models import build_models
@@ -97,6 +98,21 @@ def test_r1_and_gp_are_logged_when_on(runs_root):
     assert run.metrics["r1"].gt(0).all()
     run = gancore.load_run(gancore.train(tiny(loss="wgan-gp", name="gp")))
     assert run.metrics["gp"].ge(0).all() and "r1" not in run.metrics
+
+
+def test_drift_adds_eps_times_mean_squared_real_score_to_d_loss(tmp_path):
+    first = {}
+    for eps in (0.0, 10.0):
+        trainer = make_trainer(tmp_path / str(eps), loss="wgan-gp", drift=eps)
+        first[eps] = trainer.train_step(measure=False)  # same seed: same weights and batches for both
+    drift = first[10.0]["drift"].item()
+    assert drift > 0 and "drift" not in first[0.0]
+    assert first[10.0]["loss_d"].item() - first[0.0]["loss_d"].item() == pytest.approx(10.0 * drift, rel=1e-3)
+
+
+def test_drift_is_refused_for_losses_with_bounded_scores():
+    with pytest.raises(ConfigError, match="--drift: .*'hinge'"):
+        validate(TrainConfig(**tiny(loss="hinge", drift=0.001)))
 
 
 @pytest.mark.parametrize("network, first", [("mlp", "in_features"), ("dcgan", "in_channels"), ("resnet", "in_channels")])

@@ -25,6 +25,9 @@ if name in pending:
             st.rerun()  # it has started (or was deleted): draw the full page
         if p["state"] == "failed":
             st.error(f"{name} did not start: {p['error']}")
+        elif views.is_waiting(p["status"]):  # in the queue: no GPU or sweep slot free yet
+            st.info(f"**{name}** is {views.placement_text(p['status'])}; it starts by itself when one frees up "
+                    f"(Runs can cancel it).", icon=":material/schedule:")
         else:
             st.info(f"**{name}** is starting: loading the data and building the networks ...",
                     icon=":material/hourglass_top:")
@@ -45,9 +48,10 @@ def monitor():
     step, steps = status.get("step", 0), status.get("steps") or config.get("steps") or 1
 
     procs = status.get("world_size", 1)
+    where = views.placement_text(status)  # "GPU 2", "1 of 2 cores", "queued: waiting for a GPU"
     st.markdown(f"{state_badge(state)} **{name}** · {config.get('dataset')} · {config.get('model')} · "
                 f"{config.get('loss')} · conditioning {config.get('conditioning')}"
-                + (f" · {procs} processes (torchrun)" if procs > 1 else ""))
+                + (f" · {procs} processes (torchrun)" if procs > 1 else "") + (f" · {where}" if where else ""))
     st.progress(min(1.0, step / steps), text=f"step {step:,} of {steps:,}")
     if "resolution" in df and df["resolution"].notna().any():  # progressive growing: the stage and its fade
         last = df.dropna(subset=["resolution"]).iloc[-1]
