@@ -193,6 +193,12 @@ def place(waiting: list[dict], alive: list[dict], m: dict) -> list[tuple[dict | 
     return out
 
 
+def cpu_share(root, m: dict | None = None) -> int:
+    """Threads per process that divide this machine's cores among the processes training under root now."""
+    m = m or machine()
+    return max(1, m["cores"] // max(1, sum(a["processes"] for a in alive_runs(root, m))))
+
+
 def child_env(where: dict) -> dict:
     """The environment a placed run starts with: its GPUs and its share of the cores."""
     env = {"OMP_NUM_THREADS": str(where["threads"])}

@@ -37,6 +37,7 @@ from .sample import image_grid, points_image, to_uint8
 from .setup import RESUMABLE_FIELDS, default_name, load_and_resolve
 
 HEARTBEAT_SECONDS = 10
+SHARE_SECONDS = 2  # a run placed on the CPU looks this often whether runs started or ended beside it
 STOP_CHECK_STEPS = 10  # several processes agree on a stop request this often (and at every record)
 
 
@@ -464,6 +465,7 @@ class Trainer:
         self.sums = RunningMeans()  # losses, D outputs and penalties since the last record, kept on the device
         self.interval_start = (time.monotonic(), self.images_seen)
         self.last_beat = time.monotonic()
+        self.last_share = 0.0  # when share_cores last looked
         self.saved_step = self.step  # the step of the newest checkpoint this process can vouch for
         self.stopping = False  # a stop request every rank has agreed on
         with open(self.run_dir / "train.log" if main else os.devnull, "a") as self.log_file, \
@@ -584,9 +586,30 @@ class Trainer:
             self.saved_step = self.step
         self.beat()
 
+    def share_cores(self):
+        """A run the launcher placed on the CPU (status.json `placement`, no GPU) keeps its share of the cores
+        as runs start and end beside it: threads = cores // processes training under the runs root. A run
+        started by hand has no placement and keeps its threads."""
+        if self.device.type != "cpu":
+            return
+        where = runs.read_status(self.run_dir).get("placement")
+        if not where or where.get("gpus"):
+            return
+        from . import placement
+
+        threads = placement.cpu_share(Path(self.run_dir).resolve().parent)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+            runs.update_status(self.run_dir, placement={**where, "threads": threads})
+            self.log(f"threads: now {threads} of {where.get('cores')} cores (runs beside it started or ended)")
+
     def beat(self):
+        """status.json's step, at every record and at least every HEARTBEAT_SECONDS; and the share of the cores."""
         if self.world.main:
             runs.update_status(self.run_dir, step=self.step, images_seen=self.images_seen)
+            if not self.world.multi and time.monotonic() - self.last_share >= SHARE_SECONDS:
+                self.share_cores()
+                self.last_share = time.monotonic()
         self.last_beat = time.monotonic()
 
     def finish(self, state: str, line: str, error: str | None = None):

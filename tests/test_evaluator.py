@@ -144,6 +144,6 @@ def test_errors_name_the_problem(tmp_path):
     assert "'npz'" in str(e.value) and isinstance(e.value, GancoreError)
     with pytest.raises(ev.EvaluatorError, match="points"):
         ev.evaluator_for(load_dataset("ring"), cache_dir=tmp_path)
-    with pytest.raises(ev.EvaluatorError, match="no shipped evaluator for dataset 'cifar10'"):
+    with pytest.raises(ev.EvaluatorError, match="no shipped evaluator 'cifar10'"):
         ev.shipped_evaluator("cifar10")
     assert not any(tmp_path.iterdir())

@@ -95,6 +95,44 @@ def test_the_cores_are_divided_among_the_runs_training_at_once():
     assert crowded["threads"] == 1  # never 0
 
 
+@pytest.fixture
+def torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield torch
+    torch.set_num_threads(before)
+
+
+def test_a_placed_cpu_run_takes_its_share_again_when_a_run_starts_or_ends_beside_it(root, monkeypatch, torch_threads):
+    from gancore.config import TrainConfig
+    from gancore.setup import load_and_resolve
+    from gancore.trainer import Trainer
+
+    monkeypatch.setattr(placement, "machine", lambda: {"gpus": [], "cores": 4})
+    cfg, data = load_and_resolve(TrainConfig.from_dict(tiny(name="placed", runs_root=str(root))))
+    (root / "placed").mkdir(parents=True)
+    trainer = Trainer(root / "placed", cfg, data)
+    trainer.log_file = open(root / "placed" / "train.log", "a")  # as Trainer.run opens it
+    trainer.begin()  # running, with this process's pid
+    runs.update_status(root / "placed", placement={"gpus": [], "processes": 1, "threads": 4, "cores": 4})
+    torch_threads.set_num_threads(4)
+    (root / "beside").mkdir()
+    runs.update_status(root / "beside", state="running", pid=os.getpid(), host=runs.read_status(root / "placed")["host"])
+    trainer.share_cores()  # two processes train: half the cores each
+    assert torch_threads.get_num_threads() == 2 and status(root / "placed")["placement"]["threads"] == 2
+    runs.update_status(root / "beside", state="done")
+    trainer.share_cores()  # alone again: every core
+    assert torch_threads.get_num_threads() == 4 and status(root / "placed")["placement"]["threads"] == 4
+    runs.update_status(root / "placed", placement=None)  # started by hand: no placement, never changed
+    runs.update_status(root / "beside", state="running")
+    trainer.share_cores()
+    assert torch_threads.get_num_threads() == 4
+    trainer.finish("stopped", "test over")
+    trainer.log_file.close()
+    assert "threads: now 2 of 4 cores" in (root / "placed" / "train.log").read_text()
+
+
 def test_each_gpu_run_gets_gpus_no_live_run_holds_and_the_rest_wait_in_order():
     six = placement.place([ask(gpu=True) for _ in range(6)], [], M4)
     assert [p and p["gpus"] for p, _ in six] == [[0], [1], [2], [3], None, None]
