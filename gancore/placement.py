@@ -16,7 +16,9 @@ and `launch.dispatch` starts every waiting run that fits now, oldest first, unde
 - GPUs: a run that will use CUDA gets `processes` GPUs that no live run holds, through
   CUDA_VISIBLE_DEVICES; with too few free it waits ("queued: waiting for a GPU").
 - CPU: the cores are divided among the training processes alive at once, those starting now included:
-  each gets max(1, cores // processes alive) threads (OMP_NUM_THREADS). A running process keeps its count.
+  each gets max(1, cores // processes alive) threads (OMP_NUM_THREADS, `threads_for`). A placed CPU run
+  takes its share again as runs start and end beside it (`cpu_share`, called by Trainer.share_cores, which
+  writes the count in use to status.json `threads`; `placement` stays the decision made at the start).
 - Sweeps: at most `max_parallel` runs of one sweep train at once; `default_parallel()` is the default.
 - Runs started by hand (`python -m gancore train`) under the same runs root count with their live pid
   (their GPUs read from their environment) but are never moved.
@@ -185,18 +187,22 @@ def place(waiting: list[dict], alive: list[dict], m: dict) -> list[tuple[dict | 
         gpus, free = (free[:processes], free[processes:]) if gpu else ([], free)
         in_sweep[sweep] += 1
         out.append(({"gpus": gpus, "processes": processes}, None))
-    training = sum(a["processes"] for a in alive) + sum(p["processes"] for p, _ in out if p)
-    threads = max(1, m["cores"] // max(1, training))
+    threads = threads_for(m["cores"], sum(a["processes"] for a in alive) + sum(p["processes"] for p, _ in out if p))
     for p, _ in out:
         if p:
             p.update(threads=threads, cores=m["cores"])
     return out
 
 
+def threads_for(cores: int, processes: int) -> int:
+    """Threads per process when `processes` train at once on `cores` cores: an equal share, never 0."""
+    return max(1, cores // max(1, processes))
+
+
 def cpu_share(root, m: dict | None = None) -> int:
     """Threads per process that divide this machine's cores among the processes training under root now."""
     m = m or machine()
-    return max(1, m["cores"] // max(1, sum(a["processes"] for a in alive_runs(root, m))))
+    return threads_for(m["cores"], sum(a["processes"] for a in alive_runs(root, m)))
 
 
 def child_env(where: dict) -> dict:
@@ -223,7 +229,7 @@ def describe(status: dict) -> str:
     n = int(where.get("processes") or 1)
     if where.get("gpus"):
         return ("GPU " if len(where["gpus"]) == 1 else "GPUs ") + ", ".join(map(str, where["gpus"]))
-    share = f"{where.get('threads')} of {where.get('cores')} cores"
+    share = f"{status.get('threads') or where.get('threads')} of {where.get('cores')} cores"  # now, else at start
     return f"{n} processes × {share} each" if n > 1 else share
 
 

@@ -588,8 +588,8 @@ class Trainer:
 
     def share_cores(self):
         """A run the launcher placed on the CPU (status.json `placement`, no GPU) keeps its share of the cores
-        as runs start and end beside it: threads = cores // processes training under the runs root. A run
-        started by hand has no placement and keeps its threads."""
+        as runs start and end beside it: threads = cores // processes training under the runs root, written to
+        status.json `threads`. A run started by hand has no placement and keeps its threads."""
         if self.device.type != "cpu":
             return
         where = runs.read_status(self.run_dir).get("placement")
@@ -600,7 +600,7 @@ class Trainer:
         threads = placement.cpu_share(Path(self.run_dir).resolve().parent)
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
-            runs.update_status(self.run_dir, placement={**where, "threads": threads})
+            runs.update_status(self.run_dir, threads=threads)  # now; `placement` stays the launcher's decision
             self.log(f"threads: now {threads} of {where.get('cores')} cores (runs beside it started or ended)")
 
     def beat(self):

@@ -120,10 +120,12 @@ def test_a_placed_cpu_run_takes_its_share_again_when_a_run_starts_or_ends_beside
     (root / "beside").mkdir()
     runs.update_status(root / "beside", state="running", pid=os.getpid(), host=runs.read_status(root / "placed")["host"])
     trainer.share_cores()  # two processes train: half the cores each
-    assert torch_threads.get_num_threads() == 2 and status(root / "placed")["placement"]["threads"] == 2
+    assert torch_threads.get_num_threads() == 2 and status(root / "placed")["threads"] == 2
+    assert placement.describe(status(root / "placed")) == "2 of 4 cores"
     runs.update_status(root / "beside", state="done")
     trainer.share_cores()  # alone again: every core
-    assert torch_threads.get_num_threads() == 4 and status(root / "placed")["placement"]["threads"] == 4
+    assert torch_threads.get_num_threads() == 4 and status(root / "placed")["threads"] == 4
+    assert status(root / "placed")["placement"]["threads"] == 4  # the launcher's decision, kept
     runs.update_status(root / "placed", placement=None)  # started by hand: no placement, never changed
     runs.update_status(root / "beside", state="running")
     trainer.share_cores()
