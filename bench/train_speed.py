@@ -2,6 +2,7 @@
 
     python bench/train_speed.py [--device auto|cpu|cuda] [--steps 100] [--precision fp32|bf16|fp16]
                                 [--compile] [--batch_size N] [--nproc N] [--configs NAME,NAME]
+                                [--extra '{"label": {"field": value}}']
 
 Each config is built exactly as `gancore.train` builds it (defaults resolved against the data),
 warmed up for 10 steps (compilation happens there), then timed over --steps full training steps
@@ -10,6 +11,7 @@ warmed up for 10 steps (compilation happens there), then timed over --steps full
 global batch is split over them, as in training, and rank 0 prints the table.
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -78,6 +80,8 @@ def main():
     p.add_argument("--batch_size", type=int, default=0, help="global batch (default: each config's own)")
     p.add_argument("--nproc", type=int, default=1, help="processes under torchrun")
     p.add_argument("--configs", default="", help="comma list of config names (default: all)")
+    p.add_argument("--extra", default="", help='more configs as JSON, {"label": {"field": value, ...}, ...}; '
+                   "run with the named ones (or alone when --configs is empty)")
     args = p.parse_args()
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS",
@@ -91,7 +95,9 @@ def main():
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     args.device = device
     world = distributed.start(device)
-    names = [n.strip() for n in args.configs.split(",") if n.strip()] or list(CONFIGS)
+    extra = json.loads(args.extra) if args.extra else {}
+    CONFIGS.update(extra)
+    names = [n.strip() for n in args.configs.split(",") if n.strip()] or list(extra) or list(CONFIGS)
     say = print if world.main else (lambda *a, **k: None)
     gpu = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads per process"
     say(f"device: {gpu}; {world.size} process(es); torch {torch.__version__}; precision {args.precision}; "

@@ -72,6 +72,7 @@ class TrainConfig:
     lr_d: float = 2e-4  # learning rate of D
     beta1: float = 0.5  # Adam beta1 (0.5 is the DCGAN choice; 0 for WGAN-GP)
     beta2: float = 0.999  # Adam beta2
+    lr_decay: float = 0.0  # both learning rates fall linearly to 0 over this last fraction of the steps; 0 = constant
     ema: bool = True  # keep an exponential moving average of G's weights for sampling
     ema_decay: float = 0.999  # EMA decay per G step (averages over about 1/(1-decay) steps)
     ema_rampup: float = 0.05  # cap the EMA horizon at this fraction of the steps so far; 0 = no cap

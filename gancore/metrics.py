@@ -34,6 +34,7 @@ N_IMAGES = 10_000        # images scored by `gancore eval` unless --n says other
 N_IMAGES_TRAINING = 2000  # images per evaluation during training (eval_n 0): under 5 % of training time
 N_STACKED = 26_000       # the PacGAN/VEEGAN sample count for stacked MNIST, in training and `gancore eval` alike
 STACKED = "stacked-mnist"
+COPY_MAX_REAL = 10_000   # the copying check compares every sample with every training image: only sets this small
 TRIPLES = 1000           # stacked MNIST's modes: (R, G, B) digit triples
 DIGIT_READER = "mnist-5k"  # the shipped evaluator that reads each channel of a stacked-MNIST image
 
@@ -137,6 +138,31 @@ def score_images(x: torch.Tensor, labels, data, scorer, seed: int, device="cpu")
     return out
 
 
+@torch.no_grad()
+def copying(x: torch.Tensor, data, chunk: int = 1000) -> dict:
+    """Does G copy its training set? The median L2 distance (pixels in [-1, 1]) from each sample to its nearest
+    training image, and the same median for the training images themselves, each to its nearest *other* one:
+    a fresh real image sits about that far from the set. nn_ratio = the first over the second; a generator
+    that memorises scores far below 1. {} for sets over COPY_MAX_REAL images (the all-pairs cost).
+    """
+    if data.kind != "image" or len(data) > COPY_MAX_REAL:
+        return {}
+    real = data.images().cpu().flatten(1)  # (N, D)
+    gen = (x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()).cpu().flatten(1)  # (n, D)
+
+    def nearest(rows, exclude_self: bool):
+        out = []
+        for i in range(0, len(rows), chunk):
+            d = torch.cdist(rows[i : i + chunk], real)  # (chunk, N)
+            if exclude_self:
+                d[torch.arange(len(d)), torch.arange(i, i + len(d))] = math.inf
+            out.append(d.min(1).values)
+        return torch.cat(out)
+
+    fake_nn, real_nn = nearest(gen, False).median().item(), nearest(real, True).median().item()
+    return {"nn_median": fake_nn, "nn_real_median": real_nn, "nn_ratio": fake_nn / real_nn}
+
+
 def scorer_or_none(data, backend: str = "evaluator"):
     """The ImageScorer of `data`; None for stacked-mnist without an evaluator of its own (its triples still count)."""
     from .evaluator import EvaluatorError
@@ -152,14 +178,14 @@ def scorer_or_none(data, backend: str = "evaluator"):
 
 @torch.no_grad()
 def evaluate(G, z_dim: int, data, conditional: bool, n: int = 0, seed: int = 0, scorer=None,
-             device="cpu") -> dict:
+             device="cpu", check_copying: bool = False) -> dict:
     """The metrics that exist for this data, from n fixed-seed samples of G, with their provenance.
 
     n: 0 = `default_n(data)`. Conditional samples are balanced over the classes. Images need `scorer`
     (an image_metrics.ImageScorer); without one they get {}, except stacked-mnist, which always gets its
     mode count (`score_images`).
     Generated images are rounded to 8-bit levels first, as saved samples are, so a run and an .npz
-    exported from it score the same.
+    exported from it score the same. check_copying adds `copying`'s nearest-neighbour distances (images).
     """
     n = n or default_n(data)
     if data.kind == "image" and scorer is None and data.name != STACKED:
@@ -169,7 +195,8 @@ def evaluate(G, z_dim: int, data, conditional: bool, n: int = 0, seed: int = 0, 
     if data.kind == "points":
         return {**mode_coverage(x, data.modes.cpu(), data.sigma), "provenance": points_provenance(data, n, seed)}
     x = quantize(x).float() / 127.5 - 1  # (n, C, H, W) on the 8-bit grid
-    return score_images(x, labels, data, scorer, seed, device)
+    out = score_images(x, labels, data, scorer, seed, device)
+    return {**out, **copying(x, data)} if check_copying else out
 
 
 # ---------------------------------------------------------------- scoring from outside the trainer
@@ -189,7 +216,8 @@ def score_run(run_dir, n: int = 0, step=None, seed: int = 0, on_skip=None) -> di
     G = generator_from_state(state, run.config, run.data_info)
     scorer = scorer_or_none(data, cfg.fid_backend) if data.kind == "image" else None
     return {"run": str(run_dir), "step": step,
-            **evaluate(G, cfg.z_dim, data, run.data_info.get("conditional", False), n, seed, scorer)}
+            **evaluate(G, cfg.z_dim, data, run.data_info.get("conditional", False), n, seed, scorer,
+                       check_copying=True)}
 
 
 def score_npz(path, dataset: str, data_path=None, image_size: int = 0, channels: int = 0, n: int = 0,
@@ -239,4 +267,5 @@ def score_npz(path, dataset: str, data_path=None, image_size: int = 0, channels:
     if tuple(x.shape[1:]) != tuple(data.shape):
         raise DataError(f"--npz: images are {tuple(x.shape[1:])} (C, H, W) but dataset {dataset!r} loads as "
                         f"{tuple(data.shape)}; pass --image_size / --channels to load it at the images' size")
-    return {"npz": str(path), "dataset": dataset, **score_images(x, y, data, scorer_or_none(data, backend), seed)}
+    return {"npz": str(path), "dataset": dataset, **score_images(x, y, data, scorer_or_none(data, backend), seed),
+            **copying(x, data)}

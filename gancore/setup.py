@@ -106,6 +106,8 @@ def validate(cfg: TrainConfig) -> None:
         v = getattr(cfg, name)
         if not (v > 0 and math.isfinite(v)):
             raise ConfigError(f"--{name}: must be a positive number (got {v})")
+    if not 0 <= cfg.lr_decay <= 1:
+        raise ConfigError(f"--lr_decay: must be a fraction of the steps in [0, 1] (got {cfg.lr_decay})")
     for name in ["beta1", "beta2", "ema_decay", "d_dropout"]:
         v = getattr(cfg, name)
         if not 0 <= v < 1:

@@ -481,6 +481,7 @@ class Trainer:
                     self.step += 1
                     distributed.injected_fault(self.world, self.step)
                     self.grow()
+                    self.schedule_lr()
                     scalars = self.train_step(measure=self.is_due(cfg.log_every))
                     grad_norms = {k: scalars.pop(k) for k in ("grad_norm_d", "grad_norm_g") if k in scalars}
                     self.sums.add(scalars)
@@ -518,6 +519,15 @@ class Trainer:
             for m in (self.G, self.D, self.G_ema):
                 if m is not None:
                     m.set_stage(*self.phase)
+
+    def schedule_lr(self):
+        """--lr_decay f: both learning rates fall linearly to 0 over the last f of the steps. A function of the
+        step alone, so a resumed run trains at the rates the uninterrupted one would have."""
+        if self.cfg.lr_decay:
+            left = (self.cfg.steps - self.step + 1) / (self.cfg.lr_decay * self.cfg.steps)
+            for opt, lr in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = lr * min(1.0, left)
 
     def begin(self):
         cfg = self.cfg

@@ -87,7 +87,7 @@ def test_refused_combinations_say_why(runs_root, fields, message):
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_trains_at_tiny_size(runs_root, name):
     small = dict(steps=4, batch_size=16, g_width=8, d_width=8, log_every=2, sample_every=4, ckpt_every=4,
-                 eval_every=4, device="cpu")
+                 eval_every=4, eval_n=200, device="cpu")
     run = gancore.load_run(gancore.train({"preset": name, **small}))
     assert run.status["state"] == "done"
     for key, value in PRESETS[name].items():

@@ -346,3 +346,23 @@ def test_eval_npz_bad_input_is_one_line_exit_2(tmp_path, capsys, case, message):
     code, out, err = cli(capsys, *args)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("gancore: error: ") and message in err, err
+
+
+def test_copying_check_tells_copies_from_fresh_images():
+    """A generator that hands back training images scores an NN ratio of 0; the real images' own
+    leave-one-out figure is the yardstick, so fresh images from the same source score near 1."""
+    data = load_dataset("digits")
+    train = data.images()
+    copies = metrics.copying(train[:300], data)
+    assert copies["nn_median"] == 0 and copies["nn_ratio"] == 0
+    assert copies["nn_real_median"] > 0
+    jittered = (train[:300] + 0.5 * torch.randn_like(train[:300])).clamp(-1, 1)  # far from every real image
+    assert metrics.copying(jittered, data)["nn_ratio"] > 1.5
+    points = load_dataset("ring")
+    assert metrics.copying(points.images()[:10], points) == {}
+
+
+def test_eval_reports_the_copying_check(cond_run, capsys):
+    code, out, err = cli(capsys, "eval", cond_run, "--n", 200)
+    r = json.loads(out)
+    assert code == 0 and 0 < r["nn_ratio"] == pytest.approx(r["nn_median"] / r["nn_real_median"])

@@ -261,3 +261,24 @@ def test_acgan_fake_class_loss_weight(tmp_path):
         first_step[w] = trainer.train_step(measure=False)["loss_cls_d"].item()
     # same seed, same real batch: the real-image term is identical, the fake term adds a positive CE
     assert first_step[1.0] > first_step[0.0] > 0
+
+
+def test_lr_decay_falls_linearly_to_zero_over_the_last_fraction(tmp_path):
+    trainer = make_trainer(tmp_path, steps=10, lr_decay=0.5, lr_g=1e-3, lr_d=2e-3)
+    seen = []
+    for step in range(1, 11):
+        trainer.step = step
+        trainer.schedule_lr()
+        seen.append((trainer.opt_g.param_groups[0]["lr"], trainer.opt_d.param_groups[0]["lr"]))
+    assert [g for g, _ in seen[:6]] == [1e-3] * 6  # constant until the last 5 steps begin
+    assert [g for g, _ in seen[5:]] == pytest.approx([1e-3 * k / 5 for k in (5, 4, 3, 2, 1)])
+    assert [d / g for g, d in seen] == pytest.approx([2.0] * 10)
+
+
+def test_lr_decay_is_applied_in_training_and_logged(runs_root):
+    from gancore import runs
+
+    records = runs.read_metrics(gancore.train(tiny(name="decay", steps=8, lr_decay=1.0)))
+    assert [r["lr_g"] for r in records] == pytest.approx([2e-4 * k / 8 for k in (7, 5, 3, 1)])
+    with pytest.raises(ConfigError, match="--lr_decay"):
+        validate(TrainConfig(**tiny(lr_decay=1.5)))
