@@ -175,8 +175,11 @@ def ring_3():
 
 
 def ring_seeds():
-    return [("10000, lr decay 0.5, batch 128", ["--dataset", "ring", "--eval_every", "0", "--sample_every", "2000",
-             "--steps", "10000", "--lr_decay", "0.5", "--batch_size", "128"], None)]
+    """The ring over 10 seeds (--seeds 0 ... 9): batch 128 (first, on the GPU machine's cores), then the preset."""
+    base = ["--dataset", "ring", "--eval_every", "0", "--sample_every", "2000"]
+    return [("10000, lr decay 0.5, batch 128", base + ["--steps", "10000", "--lr_decay", "0.5", "--batch_size", "128"],
+             None),
+            ("preset ring-lr-decay", base + ["--preset", "ring-lr-decay"], None)]
 
 
 def grid_seeds():

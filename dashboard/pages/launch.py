@@ -35,6 +35,10 @@ PRESET_LABELS = {
     "wgan-gp-grid": "WGAN-GP on the 25-Gaussian grid (wgan-gp-grid)",
     "pacgan-ring": "PacGAN on the 8-Gaussian ring (pacgan-ring)",
     "pacgan-grid": "PacGAN on the 25-Gaussian grid (pacgan-grid)",
+    "progressive-mnist": "Progressive growing, class-conditional MNIST-5k at 32 px (progressive-mnist)",
+    "ring-lr-decay": "8-Gaussian ring, most points on the modes (ring-lr-decay)",
+    "grid-lr-decay": "25-Gaussian grid, most points on the modes (grid-lr-decay)",
+    "stacked-mnist-pacgan": "Stacked MNIST, 1,000 modes (stacked-mnist-pacgan)",
 }
 DEFAULTS = C.TrainConfig().to_dict()
 TYPES = {f.name: f.type for f in dataclasses.fields(C.TrainConfig)}
