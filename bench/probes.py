@@ -205,7 +205,7 @@ def gancore(*args, env, log):
 def summary(result: dict) -> str:
     if "hq_share" in result:
         return f"{result['modes']} modes, HQ {result['hq_share']:.3f}, KL {result['reverse_kl']:.3f}"
-    if "triple_counts" in result or ("modes" in result and "fid" not in result):
+    if "modes" in result:  # stacked-mnist
         return f"{result['modes']} modes, KL {result['reverse_kl']:.3f}"
     s = f"FID {result['fid']:.3f}"
     if "cond_acc" in result:

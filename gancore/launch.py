@@ -65,15 +65,14 @@ def spawn(args: list[str], log_path: Path, detach: bool = True, processes: int =
     """Start `python -m gancore <args>` with output appended to log_path; detach: in its own session.
 
     processes > 1: under torchrun (`python -m torch.distributed.run --standalone`), one machine, that many
-    training processes; on a CPU each gets an equal share of the cores as its thread count (unless `env`,
-    a placement's, says otherwise). `env`: variables to set on top of child_env().
+    training processes. `env`: variables to set on top of child_env(); for a training run the placement's
+    (placement.child_env: its GPUs and its threads per process).
     """
     cmd = [sys.executable, "-m", "gancore", *args]
     env = child_env() | (env or {})
     if processes > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                "-m", "gancore", *args]
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 cwd=PACKAGE_ROOT, start_new_session=detach)

@@ -140,7 +140,9 @@ def score_images(x: torch.Tensor, labels, data, scorer, seed: int, device="cpu")
 
 @torch.no_grad()
 def copying(x: torch.Tensor, data, chunk: int = 1000) -> dict:
-    """Does G copy its training set? The median L2 distance (pixels in [-1, 1]) from each sample to its nearest
+    """Does G copy its training set? x: samples (n, C, H, W) in [-1, 1].
+
+    The median L2 distance (pixels in [-1, 1]) from each sample to its nearest
     training image, and the same median for the training images themselves, each to its nearest *other* one:
     a fresh real image sits about that far from the set. nn_ratio = the first over the second; a generator
     that memorises scores far below 1. {} for sets over COPY_MAX_REAL images (the all-pairs cost).
@@ -148,7 +150,7 @@ def copying(x: torch.Tensor, data, chunk: int = 1000) -> dict:
     if data.kind != "image" or len(data) > COPY_MAX_REAL:
         return {}
     real = data.images().cpu().flatten(1)  # (N, D)
-    gen = (x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()).cpu().flatten(1)  # (n, D)
+    gen = x.float().cpu().flatten(1)  # (n, D)
 
     def nearest(rows, exclude_self: bool):
         out = []
