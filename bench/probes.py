@@ -187,10 +187,137 @@ def grid_seeds():
              "--ckpt_every", "5000", "--steps", "20000", "--lr_decay", "0.5", "--batch_size", "128"], None)]
 
 
+def mnist_cond_4():
+    """Fourth round of part 1, after the EMA G got its own batch-norm statistics (Trainer.settle_ema_norms):
+    the cgan-concat preset's rate (1e-3, Adam(0.5, 0.99)) with longer averaging, a short decay, smaller
+    batches (cheaper steps) and the 32 px network (more accurate per step in round 1; 1.93x the CPU cost per step)."""
+    fast = [*MNIST, "--ckpt_every", "1000", "--lr_g", "1e-3", "--lr_d", "1e-3", "--beta2", "0.99"]
+    probes = {
+        "preset cgan-concat": ["--steps", "2800"],
+        "2800, EMA ramp 0.2": ["--steps", "2800", "--ema_rampup", "0.2"],
+        "2800, EMA 0.9995 ramp 0.3": ["--steps", "2800", "--ema_decay", "0.9995", "--ema_rampup", "0.3"],
+        "2800, EMA off": ["--steps", "2800", "--ema", "false"],
+        "2800, lr decay 0.15": ["--steps", "2800", "--lr_decay", "0.15"],
+        "2800, hinge": ["--steps", "2800", "--loss", "hinge"],
+        "2800, lr 1.5e-3": ["--steps", "2800", "--lr_g", "1.5e-3", "--lr_d", "1.5e-3"],
+        "3500": ["--steps", "3500"],
+        "batch 32, 4800": ["--steps", "4800", "--batch_size", "32"],
+        "batch 32, 4800, lr 6e-4": ["--steps", "4800", "--batch_size", "32", "--lr_g", "6e-4", "--lr_d", "6e-4"],
+        "32 px, 1450": ["--steps", "1450", "--image_size", "32"],
+    }
+    return [(label, fast + flags, None) for label, flags in probes.items()]
+
+
+def ring_4():
+    """The ring's weak seeds (2, 3, 4, 9 under ring-lr-decay): a wider latent, a bigger batch, a longer run."""
+    base = ["--dataset", "ring", "--eval_every", "0", "--sample_every", "2000", "--preset", "ring-lr-decay"]
+    probes = {
+        "ring-lr-decay, z_dim 8": ["--z_dim", "8"],
+        "ring-lr-decay, batch 128": ["--batch_size", "128"],
+        "ring-lr-decay, 15000": ["--steps", "15000"],
+    }
+    return [(label, base + flags, None) for label, flags in probes.items()]
+
+
+def stacked_3():
+    """Stacked MNIST after the EMA G got its own batch-norm statistics: the preset, longer averaging, batch 128."""
+    base = ["--dataset", "stacked-mnist", "--preset", "stacked-mnist-pacgan", "--eval_every", "0"]
+    probes = {"preset stacked-mnist-pacgan": [], "preset, EMA ramp 0.2": ["--ema_rampup", "0.2"],
+              "preset, batch 128, 4500": ["--batch_size", "128", "--steps", "4500"]}
+    return [(label, base + flags, None) for label, flags in probes.items()]
+
+
+def mnist_cond_5():
+    """Round 4's leaders on three more seeds (--seeds 2 3 4)."""
+    fast = [*MNIST, "--ckpt_every", "1000", "--lr_g", "1e-3", "--lr_d", "1e-3", "--beta2", "0.99"]
+    probes = {"preset cgan-concat": ["--steps", "2800"], "2800, EMA ramp 0.2": ["--steps", "2800", "--ema_rampup", "0.2"],
+              "3000": ["--steps", "3000"]}
+    return [(label, fast + flags, None) for label, flags in probes.items()]
+
+
+def ring_seeds_2():
+    """ring-lr-decay (n_critic 2) with batch 128 over 10 seeds (round ring-4 ran seeds 2, 3, 4, 9), and 15,000 steps."""
+    base = ["--dataset", "ring", "--eval_every", "0", "--sample_every", "2000", "--preset", "ring-lr-decay",
+            "--batch_size", "128"]
+    return [("ring-lr-decay, batch 128", base, None), ("ring-lr-decay, batch 128, 15000", base + ["--steps", "15000"], None)]
+
+
+def stacked_4():
+    """Stacked MNIST with bigger batches (batch 128 at 4,500 steps: KL 0.174 in stacked-3) at the CPU budget."""
+    base = ["--dataset", "stacked-mnist", "--preset", "stacked-mnist-pacgan", "--eval_every", "0"]
+    probes = {"preset, batch 128, 3800": ["--batch_size", "128", "--steps", "3800"],
+              "preset, batch 256, 2000": ["--batch_size", "256", "--steps", "2000"],
+              "preset, batch 128, 3800, lr 2e-3": ["--batch_size", "128", "--steps", "3800", "--lr_g", "2e-3",
+                                                   "--lr_d", "2e-3"]}
+    return [(label, base + flags, None) for label, flags in probes.items()]
+
+
+def mnist_cond_6():
+    """Part 1 with the 3-stage network of 32 px on the 28 px data (--pad_to 32: G's images cropped, D's inputs
+    padded), at its CPU budget (1.93x the cost per step of the 2-stage network); and the unconditional DCGAN at
+    the defaults against the cgan-concat rate (is the faster rate a better default for every MNIST run?)."""
+    fast = [*MNIST, "--ckpt_every", "500", "--lr_g", "1e-3", "--lr_d", "1e-3", "--beta2", "0.99", "--pad_to", "32"]
+    uncond = ["--dataset", "mnist-5k", "--eval_every", "0", "--sample_every", "1000", "--ckpt_every", "1000"]
+    return [("pad 32, 1450", fast + ["--steps", "1450"], None), ("pad 32, 1700", fast + ["--steps", "1700"], None),
+            ("unconditional, defaults (5000)", uncond, [3000, 5000]),
+            ("unconditional, lr 1e-3, betas 0.5/0.99, 2800", uncond + ["--steps", "2800", "--lr_g", "1e-3", "--lr_d",
+                                                                      "1e-3", "--beta2", "0.99"], None)]
+
+
+def stacked_5():
+    """Around stacked-4's best (batch 128, 3,800 steps, lr 2e-3: KL 0.154)."""
+    base = ["--dataset", "stacked-mnist", "--preset", "stacked-mnist-pacgan", "--eval_every", "0", "--batch_size",
+            "128", "--steps", "3800"]
+    probes = {"batch 128, 3800, lr 2e-3, EMA ramp 0.2": ["--lr_g", "2e-3", "--lr_d", "2e-3", "--ema_rampup", "0.2"],
+              "batch 128, 3800, lr 3e-3": ["--lr_g", "3e-3", "--lr_d", "3e-3"],
+              "batch 128, 3800, lr 2e-3, no decay": ["--lr_g", "2e-3", "--lr_d", "2e-3", "--lr_decay", "0"]}
+    return [(label, base + flags, None) for label, flags in probes.items()]
+
+
+def mnist_cond_7():
+    """--pad_to 32 at the CPU budget (5.4 steps/s on the 2-core CPU against 10.1 for 28 px: 1,600 steps in 5
+    minutes, 2,000 at batch 48), with longer averaging."""
+    fast = [*MNIST, "--ckpt_every", "500", "--lr_g", "1e-3", "--lr_d", "1e-3", "--beta2", "0.99", "--pad_to", "32"]
+    probes = {"pad 32, 1600": ["--steps", "1600"], "pad 32, 1600, EMA ramp 0.2": ["--steps", "1600", "--ema_rampup", "0.2"],
+              "pad 32, batch 48, 2000": ["--steps", "2000", "--batch_size", "48"]}
+    return [(label, fast + flags, None) for label, flags in probes.items()]
+
+
+def stacked_6():
+    """stacked-5's best at the 15-minute CPU budget (batch 128: 5.8 steps/s, so 4,600 steps and the evaluation)."""
+    base = ["--dataset", "stacked-mnist", "--preset", "stacked-mnist-pacgan", "--eval_every", "0", "--batch_size",
+            "128", "--steps", "4600", "--lr_g", "2e-3", "--lr_d", "2e-3"]
+    probes = {"batch 128, 4600, lr 2e-3, EMA ramp 0.2": ["--ema_rampup", "0.2"],
+              "batch 128, 4600, lr 2e-3, EMA 0.9995 ramp 0.3": ["--ema_decay", "0.9995", "--ema_rampup", "0.3"]}
+    return [(label, base + flags, None) for label, flags in probes.items()]
+
+
+def mnist_cond_8():
+    """The 28 px DCGAN recipe (--pad_to 32, batch 48, lr 1e-3, Adam(0.5, 0.99), 2,000 steps) on more seeds, and on
+    unconditional MNIST-5k (against mnist-cond-6's unconditional rows)."""
+    recipe = ["--pad_to", "32", "--batch_size", "48", "--lr_g", "1e-3", "--lr_d", "1e-3", "--beta2", "0.99",
+              "--steps", "2000", "--ckpt_every", "500"]
+    return [("recipe, concat", [*MNIST, *recipe], None),
+            ("recipe, unconditional", ["--dataset", "mnist-5k", "--eval_every", "0", "--sample_every", "1000", *recipe],
+             None)]
+
+
+def mnist_cond_9():
+    """The recipe's neighbours: batch 32 (more, cheaper steps) and a lower rate."""
+    base = [*MNIST, "--pad_to", "32", "--lr_g", "1e-3", "--lr_d", "1e-3", "--beta2", "0.99", "--ckpt_every", "500"]
+    return [("recipe, batch 32, 2600", base + ["--batch_size", "32", "--steps", "2600"], None),
+            ("recipe, lr 7e-4", base + ["--batch_size", "48", "--steps", "2000", "--lr_g", "7e-4", "--lr_d", "7e-4"],
+             None)]
+
+
 SETS = {"mnist-cond": mnist_cond, "mnist-cond-2": mnist_cond_2, "ring": ring, "ring-2": ring_2, "grid": grid,
         "grid-2": grid_2, "stacked": stacked, "mnist-cond-3": mnist_cond_3, "ring-seeds": ring_seeds,
         "grid-seeds": grid_seeds,
-        "stacked-2": stacked_2, "ring-3": ring_3}
+        "stacked-2": stacked_2, "ring-3": ring_3, "mnist-cond-4": mnist_cond_4, "ring-4": ring_4,
+        "stacked-3": stacked_3, "mnist-cond-5": mnist_cond_5, "ring-seeds-2": ring_seeds_2, "stacked-4": stacked_4,
+        "mnist-cond-6": mnist_cond_6, "stacked-5": stacked_5,
+        "mnist-cond-7": mnist_cond_7, "stacked-6": stacked_6,
+        "mnist-cond-8": mnist_cond_8, "mnist-cond-9": mnist_cond_9}
 
 
 def gancore(*args, env, log):

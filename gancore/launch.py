@@ -386,5 +386,5 @@ def clone_fields(run_dir) -> dict:
     launched = runs.read_json_object(run_dir / "launch.json")
     if launched:
         return {k: v for k, v in launched.items() if k not in ("name", "runs_root")}
-    explicit = TrainConfig.from_dict(runs.read_json_object(run_dir / "config.json")).explicit_fields()
+    explicit = TrainConfig.from_dict(runs.read_config(run_dir)).explicit_fields()
     return {k: v for k, v in explicit.items() if k not in ("name", "runs_root")}

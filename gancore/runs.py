@@ -434,12 +434,23 @@ def check_run_dir(path) -> Path:
     return path
 
 
+# Fields added to TrainConfig after runs were first written, with the value that rebuilds such a run: its config.json
+# lacks the field, and the field's default may mean something else now. pad_to (issue 13): the image size, no padding
+# (0 would let the 28 px recipe pad an old MNIST run to 32 px).
+def read_config(run_dir) -> dict:
+    """A run's stored config.json as a dict ({} when missing or torn), completed with the fields it predates."""
+    config = read_json_object(Path(run_dir) / "config.json")
+    if config and "pad_to" not in config:
+        config["pad_to"] = config.get("image_size", 0)
+    return config
+
+
 class Run:
     """A run directory opened for reading: config, data info, status, metrics, checkpoints, sampling."""
 
     def __init__(self, path):
         self.path = check_run_dir(path)
-        self.config = read_json_object(self.path / "config.json")
+        self.config = read_config(self.path)
         self.data_info = read_json_object(self.path / "data.json")
 
     def __repr__(self):

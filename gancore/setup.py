@@ -93,7 +93,7 @@ def validate(cfg: TrainConfig) -> None:
     for name in positive:
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"--{name}: must be > 0 (got {getattr(cfg, name)})")
-    non_negative = ["z_dim", "point_scale", "ema_rampup", "image_size", "g_width", "d_width", "g_depth", "d_depth",
+    non_negative = ["z_dim", "point_scale", "ema_rampup", "image_size", "pad_to", "g_width", "d_width", "g_depth", "d_depth",
                     "eval_every", "eval_n", "gp_weight", "drift", "acgan_weight", "acgan_fake_weight", "r1_gamma",
                     "grad_clip", "weight_decay", "fade_images", "stable_images"]
     for name in non_negative:
@@ -203,6 +203,8 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
     if c.model == "auto":
         c.model = "mlp" if points else "dcgan"
     check_combination(c, points)
+    if c.pad_to and c.model != "dcgan":
+        raise ConfigError(f"--pad_to: only the dcgan networks pad (model is {c.model})")
     c.z_dim = c.z_dim or (2 if points else 64)
     c.eval_n = c.eval_n or default_n(data, training=True)
     if c.conditioning != "none" and data.num_classes == 0:
@@ -219,15 +221,20 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
         return c
     if c.model == "progressive":
         return resolve_progressive(c, data)
-    stages = max_stages(c.image_size)
+    if c.pad_to and (c.pad_to < c.image_size or (c.pad_to - c.image_size) % 2):
+        raise ConfigError(f"--pad_to: must be the image size ({c.image_size}) plus an even number of pixels "
+                          f"(got {c.pad_to})")
+    size = c.pad_to or c.image_size
+    stages = max_stages(size)
     if stages == 0:
-        raise ConfigError(f"--image_size: {c.model} needs an even size that halves to 3..7 (got {c.image_size}); "
+        field = "pad_to" if c.pad_to else "image_size"
+        raise ConfigError(f"--{field}: {c.model} needs an even size that halves to 3..7 (got {size}); "
                           f"resize with --image_size 32")
     for name in ("g_depth", "d_depth"):
         if getattr(c, name) == 0:
             setattr(c, name, stages)
         elif getattr(c, name) > stages:
-            raise ConfigError(f"--{name}: {c.image_size}px images allow at most {stages} stages (got {getattr(c, name)})")
+            raise ConfigError(f"--{name}: {size}px images allow at most {stages} stages (got {getattr(c, name)})")
     if c.model == "dcgan":
         width = 32 if c.image_size <= 32 else 64  # 32 keeps MNIST-5k under 5 minutes on 2 CPU cores
     else:

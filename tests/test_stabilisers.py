@@ -282,3 +282,22 @@ def test_lr_decay_is_applied_in_training_and_logged(runs_root):
     assert [r["lr_g"] for r in records] == pytest.approx([2e-4 * k / 8 for k in (7, 5, 3, 1)])
     with pytest.raises(ConfigError, match="--lr_decay"):
         validate(TrainConfig(**tiny(lr_decay=1.5)))
+
+
+def test_the_ema_g_gets_batch_norm_statistics_of_its_own(tmp_path):
+    trainer = make_trainer(tmp_path, steps=40, lr_g=2e-3, lr_d=2e-3, ema_rampup=0.0)  # EMA: 1,000-step horizon
+    run_steps(trainer, 30)
+    bn = trainer.G_ema.norms[0].bn
+    copied = bn.running_mean.clone()
+    assert torch.equal(copied, trainer.G.norms[0].bn.running_mean)  # update_ema copies G's statistics
+    inputs = []
+    hook = bn.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
+    with trainer.sampling_generator() as G:
+        settled = bn.running_mean.clone()
+        inputs.clear()
+        G(torch.randn(4096, trainer.cfg.z_dim, generator=torch.Generator().manual_seed(7)))
+    hook.remove()
+    actual = inputs[0].mean((0, 2, 3))  # what the EMA weights really feed this batch norm
+    assert (settled - actual).abs().max() < 0.25 * (copied - actual).abs().max()
+    state = trainer.checkpoint_state(0.0)  # what `gancore sample` loads
+    assert torch.equal(state["G_ema"]["norms.0.bn.running_mean"], settled)

@@ -12,7 +12,7 @@ from gancore.presets import PRESETS
 # The form's sections; every TrainConfig field but name/runs_root/preset is in exactly one.
 GROUPS = {
     "Data": ["dataset", "data_path", "image_size", "channels"],
-    "Networks": ["model", "z_dim", "g_width", "d_width", "g_depth", "d_depth", "point_scale"],
+    "Networks": ["model", "z_dim", "g_width", "d_width", "g_depth", "d_depth", "pad_to", "point_scale"],
     "Progressive growing": ["fade_images", "stable_images", "equalized_lr", "pixel_norm"],
     "Objective": ["loss", "clip_value", "gp_weight", "drift"],
     "Conditioning": ["conditioning", "embed_dim", "acgan_weight", "acgan_fake_weight"],
@@ -40,7 +40,7 @@ PRESET_LABELS = {
     "grid-lr-decay": "25-Gaussian grid, most points on the modes (grid-lr-decay)",
     "stacked-mnist-pacgan": "Stacked MNIST, 1,000 modes (stacked-mnist-pacgan)",
 }
-DEFAULTS = C.TrainConfig().to_dict()
+DEFAULTS = C.declared_defaults()  # 0 where a field is auto, as the help says
 TYPES = {f.name: f.type for f in dataclasses.fields(C.TrainConfig)}
 HELP = C.field_help()
 

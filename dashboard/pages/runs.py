@@ -15,7 +15,7 @@ launch.kick(root)  # queued runs start even when no launch or run's end is aroun
 
 def quick_start(key: str):
     if st.button("Quick start: train a class-conditional DCGAN on MNIST-5k", type="primary", key=key,
-                 icon=":material/play_arrow:", help="preset cgan-concat: 2,800 steps, about 5 minutes on 2 CPU cores"):
+                 icon=":material/play_arrow:", help="preset cgan-concat: 2,000 steps, about 5 minutes on 2 CPU cores"):
         try:
             path = launch.launch(QUICK_START, root)
         except GancoreError as e:

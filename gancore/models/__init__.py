@@ -38,6 +38,7 @@ def build_models(cfg, shape, num_classes):
     g_extra = {}
     if cfg.model == "dcgan":
         d_extra["batchnorm"] = d_uses_batchnorm(cfg)
+        g_extra["pad"] = d_extra["pad"] = (cfg.pad_to - shape[1]) // 2 if cfg.pad_to else 0
     if cfg.model == "mlp":
         g_extra["point_scale"] = d_extra["point_scale"] = cfg.point_scale or 1.0
     if cfg.model == "progressive":

@@ -2,9 +2,13 @@
 
 Depth = number of 2x resolution stages. A 28px image has 2 (7 -> 14 -> 28), 32px has 3
 (4 -> 8 -> 16 -> 32). Width = channels at the finest hidden layer; each coarser stage doubles it.
+`pad` (config pad_to): both networks work at size + 2 * pad, so a 28px dataset can have the 3 stages of
+32px: G's images are cropped to the data's size, D's inputs padded with -1 (black) around it. On MNIST
+the digits sit in the central 20 px, so nothing G draws is lost and D sees the same frame on real and fake.
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..conditioning import DHead, d_conditioner, g_conditioner
 from ..layers import MinibatchStdDev, ReferenceBatch, make_norm, pack_samples
@@ -20,9 +24,11 @@ def max_stages(size: int) -> int:
 
 
 class DCGANGenerator(nn.Module):
-    def __init__(self, z_dim, out_shape, width, depth, num_classes=0, conditioning="none", embed_dim=32, vbn_ref=0):
+    def __init__(self, z_dim, out_shape, width, depth, num_classes=0, conditioning="none", embed_dim=32, vbn_ref=0,
+                 pad=0):
         super().__init__()
-        c_out, size = out_shape[0], out_shape[1]
+        c_out, size = out_shape[0], out_shape[1] + 2 * pad
+        self.pad = pad
         self.base = size >> depth  # spatial size of the first feature map
         self.c0 = width * 2 ** (depth - 1)
         self.cond = g_conditioner(conditioning, num_classes, embed_dim)
@@ -40,16 +46,18 @@ class DCGANGenerator(nn.Module):
         h = torch.relu(self.norms[0](h, y))
         for conv, norm in zip(self.convs, self.norms[1:]):
             h = torch.relu(norm(conv(h), y))  # doubles H and W, halves channels
-        x = torch.tanh(self.to_image(h))  # (B, C, H, W)
+        x = torch.tanh(self.to_image(h))  # (B, C, H + 2 pad, W + 2 pad)
+        if self.pad:
+            x = x[..., self.pad : -self.pad, self.pad : -self.pad]  # (B, C, H, W): the data's size
         return x[self.ref.n :] if self.ref is not None else x
 
 
 class DCGANDiscriminator(nn.Module):
     def __init__(self, in_shape, width, depth, num_classes=0, conditioning="none", embed_dim=32,
-                 pack=1, dropout=0.0, mbstd=0, batchnorm=True):
+                 pack=1, dropout=0.0, mbstd=0, batchnorm=True, pad=0):
         super().__init__()
-        c_in, size = in_shape[0], in_shape[1]
-        self.pack = pack
+        c_in, size = in_shape[0], in_shape[1] + 2 * pad
+        self.pack, self.pad = pack, pad
         self.cond = d_conditioner(conditioning, num_classes, embed_dim, image_hw=(size, size))
         layers, c = [], c_in * pack + self.cond.extra_channels
         for i in range(depth):
@@ -68,6 +76,8 @@ class DCGANDiscriminator(nn.Module):
         self.head = DHead(c * (size >> depth) ** 2, num_classes, conditioning)
 
     def forward(self, x, y=None):
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4, value=-1.0)  # (B, C, H + 2 pad, W + 2 pad)
         x = pack_samples(x, self.pack)  # (B/k, k*C, H, W)
         h = self.body(self.cond(x, y))  # (B/k, c, b, b)
         return self.head(h.flatten(1), y)  # (B/k,) logits, class logits or None
