@@ -316,6 +316,86 @@ def mnist_cond_9():
              None)]
 
 
+def mnist_cond_10():
+    """Third session: the recipe's levers not yet measured at its budget (2,000 steps at 6.8 steps/s on the 2-core
+    CPU; a dearer probe gets the steps its measured CPU rate buys in the same time)."""
+    recipe = [*MNIST, "--pad_to", "32", "--batch_size", "48", "--lr_g", "1e-3", "--lr_d", "1e-3", "--beta2", "0.99",
+              "--ckpt_every", "500"]
+    probes = {"recipe": ["--steps", "2000"],
+              "recipe, sn_d": ["--steps", "2000", "--sn_d", "true"],
+              "recipe, hinge": ["--steps", "2000", "--loss", "hinge"],
+              "recipe, g_width 48, 1600": ["--steps", "1600", "--g_width", "48"],
+              "recipe, d_width 48, 1300": ["--steps", "1300", "--d_width", "48"],
+              "recipe, r1 1.0, 1500": ["--steps", "1500", "--r1_gamma", "1.0"],
+              "recipe, label smoothing 0.1": ["--steps", "2000", "--label_smoothing", "0.1"],
+              "recipe, z 128": ["--steps", "2000", "--z_dim", "128"],
+              "recipe, mbstd": ["--steps", "2000", "--mbstd", "true"],
+              "recipe, lr_d 2e-3": ["--steps", "2000", "--lr_d", "2e-3"],
+              "recipe, beta1 0.3": ["--steps", "2000", "--beta1", "0.3"],
+              "recipe, EMA 0.998": ["--steps", "2000", "--ema_decay", "0.998"]}
+    return [(label, recipe + flags, None) for label, flags in probes.items()]
+
+
+def stacked_7():
+    """Third session: the preset (3,800 steps at 6.4 steps/s on the 2-core CPU) against a larger or stricter D at
+    the same CPU time (pad 32: 3.0 steps/s; d_width 48: 3.9; n_critic 2: 4.0)."""
+    base = ["--preset", "stacked-mnist-pacgan", "--eval_every", "0"]
+    probes = {"preset": [], "pad 32, 1800": ["--pad_to", "32", "--steps", "1800"],
+              "d_width 48, 2300": ["--d_width", "48", "--steps", "2300"],
+              "n_critic 2, 2400": ["--n_critic", "2", "--steps", "2400"],
+              "hinge": ["--loss", "hinge"], "sn_d": ["--sn_d", "true"], "mbstd": ["--mbstd", "true"],
+              "z 128": ["--z_dim", "128"], "pack 2": ["--pack", "2"]}
+    return [(label, base + flags, None) for label, flags in probes.items()]
+
+
+def mnist_cond_11():
+    """Adam's beta1 below the DCGAN 0.5 (mnist-cond-10: 0.3 scored best), with and without a larger latent."""
+    recipe = [*MNIST, "--pad_to", "32", "--batch_size", "48", "--lr_g", "1e-3", "--lr_d", "1e-3", "--beta2", "0.99",
+              "--ckpt_every", "500", "--steps", "2000"]
+    probes = {f"recipe, beta1 {b}": ["--beta1", b] for b in ("0.3", "0.2", "0.1", "0.0")}
+    probes["recipe, beta1 0.3, z 128"] = ["--beta1", "0.3", "--z_dim", "128"]
+    return [(label, recipe + flags, None) for label, flags in probes.items()]
+
+
+def stacked_8():
+    """stacked-7's lead (d_width 48) and part 1's (a lower Adam beta1) on the preset."""
+    base = ["--preset", "stacked-mnist-pacgan", "--eval_every", "0"]
+    probes = {"beta1 0.3": ["--beta1", "0.3"], "beta1 0.1": ["--beta1", "0.1"], "beta1 0.0": ["--beta1", "0.0"],
+              "beta1 0.3, d_width 48, 2300": ["--beta1", "0.3", "--d_width", "48", "--steps", "2300"]}
+    return [(label, base + flags, None) for label, flags in probes.items()]
+
+
+def stacked_9():
+    """beta1 0 (stacked-8's lead) on more seeds, with a wider D, a lower rate or minibatch stddev."""
+    base = ["--preset", "stacked-mnist-pacgan", "--eval_every", "0"]
+    probes = {"preset": [], "beta1 0.0": ["--beta1", "0.0"],
+              "beta1 0.0, d_width 48, 2300": ["--beta1", "0.0", "--d_width", "48", "--steps", "2300"],
+              "beta1 0.0, lr 1e-3": ["--beta1", "0.0", "--lr_g", "1e-3", "--lr_d", "1e-3"],
+              "beta1 0.0, mbstd": ["--beta1", "0.0", "--mbstd", "true"]}
+    return [(label, base + flags, None) for label, flags in probes.items()]
+
+
+def mnist_cond_12():
+    """beta1 0.2 (mnist-cond-11's choice) with the steps a faster CPU step would buy, and on unconditional MNIST-5k."""
+    recipe = ["--pad_to", "32", "--batch_size", "48", "--lr_g", "1e-3", "--lr_d", "1e-3", "--beta2", "0.99",
+              "--ckpt_every", "500"]
+    uncond = ["--dataset", "mnist-5k", "--eval_every", "0", "--sample_every", "1000", *recipe, "--steps", "2000"]
+    return [("recipe, beta1 0.2, 2200", [*MNIST, *recipe, "--beta1", "0.2", "--steps", "2200"], None),
+            ("recipe, beta1 0.2, 2400", [*MNIST, *recipe, "--beta1", "0.2", "--steps", "2400"], None),
+            ("recipe, unconditional, beta1 0.5", [*uncond, "--beta1", "0.5"], None),
+            ("recipe, unconditional, beta1 0.2", [*uncond, "--beta1", "0.2"], None)]
+
+
+def stacked_10():
+    """Bolder levers on the preset's per-channel digit balance, on 4 seeds (one seed's KL varies by +-0.04)."""
+    base = ["--preset", "stacked-mnist-pacgan", "--eval_every", "0"]
+    probes = {"lr decay 1.0": ["--lr_decay", "1.0"], "lr_d 4e-3": ["--lr_d", "4e-3"],
+              "lr_g 1e-3": ["--lr_g", "1e-3"], "beta2 0.999": ["--beta2", "0.999"],
+              "DiffAugment translation": ["--diffaug", "translation"], "EMA 0.9999 ramp 0.5": ["--ema_decay", "0.9999",
+                                                                                         "--ema_rampup", "0.5"]}
+    return [(label, base + flags, None) for label, flags in probes.items()]
+
+
 SETS = {"mnist-cond": mnist_cond, "mnist-cond-2": mnist_cond_2, "ring": ring, "ring-2": ring_2, "grid": grid,
         "grid-2": grid_2, "stacked": stacked, "mnist-cond-3": mnist_cond_3, "ring-seeds": ring_seeds,
         "grid-seeds": grid_seeds,
@@ -323,7 +403,10 @@ SETS = {"mnist-cond": mnist_cond, "mnist-cond-2": mnist_cond_2, "ring": ring, "r
         "stacked-3": stacked_3, "mnist-cond-5": mnist_cond_5, "ring-seeds-2": ring_seeds_2, "stacked-4": stacked_4,
         "mnist-cond-6": mnist_cond_6, "stacked-5": stacked_5,
         "mnist-cond-7": mnist_cond_7, "stacked-6": stacked_6,
-        "mnist-cond-8": mnist_cond_8, "mnist-cond-9": mnist_cond_9}
+        "mnist-cond-8": mnist_cond_8, "mnist-cond-9": mnist_cond_9,
+        "mnist-cond-10": mnist_cond_10, "stacked-7": stacked_7,
+        "mnist-cond-11": mnist_cond_11, "stacked-8": stacked_8, "stacked-9": stacked_9,
+        "mnist-cond-12": mnist_cond_12, "stacked-10": stacked_10}
 
 
 def gancore(*args, env, log):

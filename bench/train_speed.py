@@ -58,12 +58,14 @@ def measure(fields, args, world):
         trainer = Trainer(tmp, cfg, data, world=world)
         for _ in range(10):
             trainer.step += 1
+            trainer.grow()  # progressive: the stage and fade of the images seen (a no-op for the others)
             trainer.train_step(measure=False)
         sync(trainer.device)
         distributed.broadcast(None, world)  # every rank starts the clock together
         t0 = time.perf_counter()
         for _ in range(args.steps):
             trainer.step += 1
+            trainer.grow()
             trainer.train_step(measure=False)
         sync(trainer.device)
         distributed.broadcast(None, world)

@@ -135,15 +135,15 @@ def test_saturating_generator_loss_has_weak_gradient_when_d_rejects_fakes():
 
 
 def test_the_28px_recipe_fills_only_the_fields_left_auto():
-    recipe = ("pad_to", "batch_size", "steps", "lr_g", "lr_d", "beta2")
+    recipe = ("pad_to", "batch_size", "steps", "lr_g", "lr_d", "beta1", "beta2")
     values = lambda c: tuple(getattr(c, k) for k in recipe)  # noqa: E731
-    assert values(TrainConfig(conditioning="concat")) == (32, 48, 2000, 1e-3, 1e-3, 0.99)  # MNIST-5k, auto network
+    assert values(TrainConfig(conditioning="concat")) == (32, 48, 2000, 1e-3, 1e-3, 0.2, 0.99)  # MNIST-5k, auto net
     for other in (dict(dataset="ring"), dict(dataset="digits"), dict(loss="wgan-gp"), dict(model="resnet"),
                   dict(image_size=32), dict(dataset="stacked-mnist")):
-        assert values(TrainConfig(**other)) == (0, 64, 5000, 2e-4, 2e-4, 0.999), other
-    mine = TrainConfig(batch_size=64, lr_g=5e-4)
-    assert values(mine) == (32, 64, 2000, 5e-4, 1e-3, 0.99)
-    assert mine.explicit_fields() == {"batch_size": 64, "lr_g": 5e-4}  # the recipe's values are not the user's
+        assert values(TrainConfig(**other)) == (0, 64, 5000, 2e-4, 2e-4, 0.5, 0.999), other
+    mine = TrainConfig(batch_size=64, lr_g=5e-4, beta1=0.0)  # beta1's auto is -1: 0 is a value (WGAN-GP's)
+    assert values(mine) == (32, 64, 2000, 5e-4, 1e-3, 0.0, 0.99)
+    assert mine.explicit_fields() == {"batch_size": 64, "lr_g": 5e-4, "beta1": 0.0}  # the recipe's are not the user's
     assert TrainConfig.from_dict({"preset": "ring-lr-decay"}).steps == 15000  # a preset's values win over auto
 
 

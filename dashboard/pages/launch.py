@@ -40,7 +40,7 @@ PRESET_LABELS = {
     "grid-lr-decay": "25-Gaussian grid, most points on the modes (grid-lr-decay)",
     "stacked-mnist-pacgan": "Stacked MNIST, 1,000 modes (stacked-mnist-pacgan)",
 }
-DEFAULTS = C.declared_defaults()  # 0 where a field is auto, as the help says
+DEFAULTS = C.declared_defaults()  # 0 where a field is auto (beta1: -1), as the help says
 TYPES = {f.name: f.type for f in dataclasses.fields(C.TrainConfig)}
 HELP = C.field_help()
 
