@@ -9,6 +9,9 @@ warmed up for 10 steps (compilation happens there), then timed over --steps full
 (D update + G update + EMA). images/s counts real images shown to D, all processes together.
 --nproc N re-runs this script under torchrun with N processes (gloo on CPU, nccl on CUDA): the
 global batch is split over them, as in training, and rank 0 prints the table.
+--layouts R measures each config R times in the trainer's memory layout (channels_last for conv nets) and R
+times with G, D and the EMA copy put back in the default contiguous layout, alternating, and prints both
+rates (mean of the R) and their ratio: the layout's speed-up side by side in one run.
 """
 import argparse
 import json
@@ -48,7 +51,7 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def measure(fields, args, world):
+def measure(fields, args, world, contiguous: bool = False):
     fields = {**fields, "device": args.device, "precision": args.precision, "compile": args.compile}
     if args.batch_size:
         fields["batch_size"] = args.batch_size
@@ -56,6 +59,10 @@ def measure(fields, args, world):
     check_world(cfg, world)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(tmp, cfg, data, world=world)
+        if contiguous:
+            for m in (trainer.G, trainer.D, trainer.G_ema):
+                if m is not None:
+                    m.to(memory_format=torch.contiguous_format)
         for _ in range(10):
             trainer.step += 1
             trainer.grow()  # progressive: the stage and fade of the images seen (a no-op for the others)
@@ -82,6 +89,7 @@ def main():
     p.add_argument("--batch_size", type=int, default=0, help="global batch (default: each config's own)")
     p.add_argument("--nproc", type=int, default=1, help="processes under torchrun")
     p.add_argument("--configs", default="", help="comma list of config names (default: all)")
+    p.add_argument("--layouts", type=int, default=0, help="R: the trainer's layout against contiguous, R times each")
     p.add_argument("--extra", default="", help='more configs as JSON, {"label": {"field": value, ...}, ...}; '
                    "run with the named ones (or alone when --configs is empty)")
     args = p.parse_args()
@@ -104,6 +112,18 @@ def main():
     gpu = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads per process"
     say(f"device: {gpu}; {world.size} process(es); torch {torch.__version__}; precision {args.precision}; "
         f"compile {args.compile}; {args.steps} timed steps per config\n")
+    if args.layouts:
+        say("| config | model | steps/s, trainer's layout | steps/s, contiguous | ratio |")
+        say("|---|---|---|---|---|")
+        for label in names:
+            rates = {False: [], True: []}
+            for _ in range(args.layouts):
+                for contiguous in (False, True):
+                    cfg, steps_s, _ = measure(CONFIGS[label], args, world, contiguous)
+                    rates[contiguous].append(steps_s)
+            mine, plain = (sum(r) / len(r) for r in (rates[False], rates[True]))
+            say(f"| {label} | {cfg.model} | {mine:.2f} | {plain:.2f} | {mine / plain:.2f} |", flush=True)
+        return distributed.stop(world, ok=True)
     say("| config | model | width G/D | batch x n_critic | steps/s | images/s |")
     say("|---|---|---|---|---|---|")
     for label in names:
