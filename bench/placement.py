@@ -139,7 +139,7 @@ def main():
     args = p.parse_args()
     os.environ.pop("OMP_NUM_THREADS", None)
     root = Path(tempfile.mkdtemp(prefix="bench-placement-")) / "runs"
-    print(f"machine: {placement.machine()}, default sweep parallelism {launch.default_parallel()}", flush=True)
+    print(f"machine: {placement.machine()}, default sweep parallelism {placement.default_parallel()}", flush=True)
     try:
         if args.part in ("all", "sweep"):
             print(f"\n(a) sweep of 4 ring runs x {args.sweep_steps} steps, launch to last end", flush=True)

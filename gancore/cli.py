@@ -217,8 +217,8 @@ def cmd_train_evaluator(args) -> int:
 def cmd_sweep(args) -> int:
     import time
 
-    from .launch import default_parallel, queue_sweep, reap
-    from .placement import is_waiting
+    from .launch import queue_sweep, reap
+    from .placement import default_parallel, is_waiting
     from .runs import is_active, read_status
 
     max_parallel = default_parallel() if args.max_parallel is None else args.max_parallel

@@ -8,8 +8,9 @@
 | projection | conditional batch norm (layers.py)  | logit + <embed(y), features> (Miyato & Koyama 2018)     |
 
 Networks call `g_conditioner` on (z, y) first thing, `d_conditioner` on (x, y) first thing, and end
-D with `DHead`, which returns (logits, class_logits or None). D always receives y (None when the
-run is unconditional); each side ignores what its method does not use.
+D with `DHead`, which returns (logits, class_logits or None, features): the features are D's last hidden
+layer, what the head read (feature matching uses them). D always receives y (None when the run is
+unconditional); each side ignores what its method does not use.
 
 Each method also owns its extra loss terms: `METHODS[name].d_loss(cfg, real_cls, fake_cls, y)` and
 `.g_loss(cfg, fake_cls, y)` return (term to add, {metric name: value to log}); the trainer adds them
@@ -78,7 +79,8 @@ def d_conditioner(method: str, num_classes: int, embed_dim: int, image_hw=None) 
 
 
 class DHead(nn.Module):
-    """D's last layer on features h (B, F): the real/fake logit, plus the projection term or the ACGAN classifier."""
+    """D's last layer on features h (B, F): the real/fake logit, plus the projection term or the ACGAN classifier.
+    Returns (logits (B,), class logits (B, K) or None, h)."""
 
     def __init__(self, features: int, num_classes: int, method: str):
         super().__init__()
@@ -92,7 +94,7 @@ class DHead(nn.Module):
         if self.embed is not None:
             logits = logits + (self.embed(y) * h).sum(1)  # inner product with the class embedding
         class_logits = self.classifier(h) if self.classifier is not None else None  # (B, K)
-        return logits, class_logits
+        return logits, class_logits, h
 
 
 # ---------------------------------------------------------------- each method's extra loss terms

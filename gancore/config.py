@@ -58,6 +58,7 @@ class TrainConfig:
     mbstd: bool = False  # minibatch stddev feature before D's last layer (minibatch discrimination)
     mbstd_group: int = 4  # samples per minibatch-stddev group
     pack: int = 1  # PacGAN packing: D judges this many samples at once; 1 = off
+    fm_weight: float = 0.0  # feature matching: G's extra loss, this times ||mean D features, real - fake||^2; 0 = off
     diffaug: str = ""  # DiffAugment policy for everything D sees, e.g. "translation,cutout,color"; "" = off
     # --- progressive growing (model progressive; docs/progressive.md) ---
     fade_images: int = 0  # progressive: real images over which each new stage fades in; 0 = auto (see docs)
@@ -143,6 +144,16 @@ RECIPE_28PX = dict(pad_to=32, batch_size=48, steps=2000, lr_g=1e-3, lr_d=1e-3, b
 RECIPE_PLAIN = dict(pad_to=0, batch_size=64, steps=5000, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999)
 AUTO = dict(beta1=-1.0)  # a recipe field's "auto" value where it is not 0 (Adam's beta1 may be 0)
 RECIPE_28PX_SETS = ("mnist-5k", "mnist")  # MNIST digits at their 28 px
+
+
+def check_split(cfg, processes: int) -> None:
+    """batch_size is the global batch: it must split evenly over the processes (and into packs on each)."""
+    if cfg.batch_size % processes:
+        raise ConfigError(f"--batch_size: {cfg.batch_size} (the global batch) must split evenly over "
+                          f"{processes} processes")
+    if (cfg.batch_size // processes) % cfg.pack:
+        raise ConfigError(f"--pack: each of {processes} processes gets {cfg.batch_size // processes} samples, "
+                          f"not a multiple of pack {cfg.pack}")
 
 
 def uses_28px_recipe(cfg) -> bool:

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 from . import placement, runs
-from .config import TrainConfig
+from .config import TrainConfig, check_split
 from .errors import ConfigError, RunError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # so children import this gancore, installed or not
@@ -86,19 +86,11 @@ def default_processes() -> int:
     return gpus if gpus > 1 else 1
 
 
-def default_parallel() -> int:
-    """A sweep's runs at once when none is given (Launch's form and `gancore sweep` alike)."""
-    return placement.default_parallel()
-
-
 def check_processes(processes: int, fields: dict) -> None:
     """processes must be >= 1 and split the (global) batch evenly, as the trainer will check."""
     if processes < 1:
         raise ConfigError(f"processes: must be >= 1 (got {processes})")
-    batch = TrainConfig.from_dict(fields, source="form").batch_size
-    if batch % processes:
-        raise ConfigError(f"processes: the batch_size {batch} (the global batch) must split evenly over "
-                          f"{processes} processes")
+    check_split(TrainConfig.from_dict(fields, source="form"), processes)
 
 
 def reap() -> None:
@@ -161,11 +153,11 @@ def sweep_fields(base: dict, grid: dict[str, list]) -> list[dict]:
 
 def launch_sweep(base: dict, grid: dict[str, list], root=None, max_parallel: int | None = None) -> list[Path]:
     """Reserve every run of the cross-product in the queue as one sweep: at most max_parallel of them train at
-    once (default: default_parallel()), each placed like any launch.
+    once (default: placement.default_parallel()), each placed like any launch.
 
     Every combination is checked before anything is made: one bad combination launches nothing.
     """
-    max_parallel = default_parallel() if max_parallel is None else max_parallel
+    max_parallel = placement.default_parallel() if max_parallel is None else max_parallel
     if max_parallel < 1:
         raise ConfigError(f"max_parallel: must be >= 1 (got {max_parallel})")
     combos = sweep_fields(base, grid)

@@ -5,7 +5,8 @@ Each objective is a pair (d_loss(real, fake, smooth), g_loss(fake)) of mean loss
 (Salimans et al. 2016); only the objectives with a target (minimax, nonsaturating, lsgan) have it.
 `d_output` turns logits into the number a user reads as D(x): a probability for the
 cross-entropy objectives, the raw score for the others. The penalties that go with wgan-gp
-and R1 live in regularizers.py; weight clipping for wgan in train.py.
+and R1 live in regularizers.py; weight clipping for wgan in trainer.py. `feature_matching` is a term
+G may add to any objective (--fm_weight).
 """
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,13 @@ LOSSES = {
     "hinge": (d_hinge, g_wasserstein),
 }
 SMOOTHABLE = ("minimax", "nonsaturating", "lsgan")
+
+
+def feature_matching(real_features, fake_features):
+    """Salimans et al. 2016: the squared L2 distance between the batch means of D's last hidden features on
+    real (B, F) and generated (B', F) samples. G pays for any feature whose average over its batch differs
+    from the data's, e.g. one digit drawn too often, which a per-sample loss barely sees."""
+    return (real_features.float().mean(0) - fake_features.float().mean(0)).pow(2).sum()
 
 
 def d_output(loss: str, logits: torch.Tensor) -> torch.Tensor:

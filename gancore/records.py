@@ -37,6 +37,8 @@ METRICS = {m.name: m for m in [
     Metric("gp", "loss", False, meaning="WGAN-GP gradient penalty, before weighting"),
     Metric("r1", "loss", False, meaning="R1 penalty, before weighting"),
     Metric("drift", "loss", False, meaning="drift penalty E[D(x)^2] on real scores, before weighting"),
+    Metric("fm", "loss", False, meaning="feature matching: squared distance between the batch means of D's last "
+           "hidden features on real and generated images, before weighting"),
     Metric("d_real", "d_output", True, meaning="mean D(x): a probability for minimax/nonsaturating, else the raw score"),
     Metric("d_fake", "d_output", False, meaning="mean D(G(z)), as d_real"),
     Metric("grad_norm_d", "grad", None, meaning="D's total gradient L2 norm at this step"),

@@ -1,6 +1,6 @@
 """Penalties on D's gradients, each a plain function returning a scalar to add to D's loss.
 
-`D` here is any callable mapping a batch to (logits, class_logits), as the networks return.
+`D` here is any callable mapping a batch to (logits, ...), as the networks return.
 
 Under fp16 autocast both penalties take D's gradient with its output scaled by the grad scaler and
 unscale it after, as PyTorch's AMP recipe for gradient penalties does: small gradients would
@@ -27,7 +27,7 @@ def gradient_penalty(D, real, fake, y=None, scaler=None):
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     eps = torch.rand(shape, device=real.device, dtype=real.dtype)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    logits, _ = D(x_hat, y)
+    logits = D(x_hat, y)[0]
     grad = input_gradient(logits, x_hat, scaler)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
@@ -35,7 +35,7 @@ def gradient_penalty(D, real, fake, y=None, scaler=None):
 def r1_penalty(D, real, y=None, scaler=None):
     """R1 (Mescheder et al. 2018): E[||grad D(x)||^2] on real data, times gamma/2 by the caller."""
     x = real.detach().requires_grad_(True)
-    logits, _ = D(x, y)
+    logits = D(x, y)[0]
     grad = input_gradient(logits, x, scaler)
     return grad.flatten(1).pow(2).sum(1).mean()
 

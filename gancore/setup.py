@@ -95,7 +95,7 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"--{name}: must be > 0 (got {getattr(cfg, name)})")
     non_negative = ["z_dim", "point_scale", "ema_rampup", "image_size", "pad_to", "g_width", "d_width", "g_depth",
                     "d_depth", "eval_every", "eval_n", "gp_weight", "drift", "acgan_weight", "acgan_fake_weight",
-                    "r1_gamma", "grad_clip", "weight_decay", "fade_images", "stable_images"]
+                    "r1_gamma", "grad_clip", "weight_decay", "fm_weight", "fade_images", "stable_images"]
     for name in non_negative:
         v = getattr(cfg, name)
         if not (v >= 0 and math.isfinite(v)):

@@ -25,9 +25,9 @@ from tqdm import tqdm
 from . import distributed, runs
 from .augment import diff_augment, parse_policy
 from .conditioning import METHODS
-from .config import TrainConfig, coerce
+from .config import TrainConfig, check_split, coerce
 from .errors import ConfigError, GancoreError, RunError
-from .losses import LOSSES, d_output
+from .losses import LOSSES, d_output, feature_matching
 from .metrics import evaluate
 from .models import build_models, sampling_view
 from .models.progressive import ProgressiveGenerator, Schedule, fade_real
@@ -62,7 +62,7 @@ def train(config=None, *, resume=None, **overrides) -> str:
         config = config.explicit_fields()  # so that a preset fills only the fields left at their defaults
     cfg, data = load_and_resolve({**(config or {}), **overrides}, make_root=True)  # every rank: same checks, data
     world = distributed.start(cfg.device)
-    check_world(cfg, world)
+    check_split(cfg, world.size)
     scorer, note = None, None
 
     def create():  # rank 0: the evaluator, then the run directory (a failure in the first leaves nothing behind)
@@ -116,16 +116,6 @@ def on_main(make, world):
     return result
 
 
-def check_world(cfg, world) -> None:
-    """batch_size is the global batch: it must split evenly over the processes (and into packs on each)."""
-    if cfg.batch_size % world.size:
-        raise ConfigError(f"--batch_size: {cfg.batch_size} (the global batch) must split evenly over "
-                          f"{world.size} processes")
-    if (cfg.batch_size // world.size) % cfg.pack:
-        raise ConfigError(f"--pack: each of {world.size} processes gets {cfg.batch_size // world.size} samples, "
-                          f"not a multiple of pack {cfg.pack}")
-
-
 def resume_run(run_dir, changes: dict) -> str:
     """Continue a run in place from its newest checkpoint that loads; `changes` may only touch RESUMABLE_FIELDS.
 
@@ -161,7 +151,7 @@ def resume_run(run_dir, changes: dict) -> str:
         if cfg.steps < start:
             raise ConfigError(f"--steps: {cfg.steps} is before the latest checkpoint (step {start})")
         world = distributed.start(cfg.device)
-        check_world(cfg, world)
+        check_split(cfg, world.size)
         scorer, note = image_scorer(cfg, data) if world.main else (None, None)
         distributed.broadcast(None, world)  # every rank has read the run before rank 0 writes to it
     except BaseException as e:
@@ -363,7 +353,7 @@ class Trainer:
         return z, y
 
     def D_judge(self, x, y, D=None):
-        """D's (logits, class_logits) on what it sees: DiffAugment first when on (real and fake alike).
+        """D's (logits, class_logits, features) on what it sees: DiffAugment first when on (real and fake alike).
         D always gets y; the conditioning method decides whether it looks at it. D: the D step's by default."""
         if self.augment_policy:
             x = diff_augment(x, self.augment_policy)
@@ -397,8 +387,8 @@ class Trainer:
             with self.autocast():
                 with torch.no_grad():
                     fake = self.G_step(z, y)
-                real_logits, real_cls = self.D_judge(x, y)
-                fake_logits, fake_cls = self.D_judge(fake, y)
+                real_logits, real_cls, real_features = self.D_judge(x, y)
+                fake_logits, fake_cls, _ = self.D_judge(fake, y)
                 loss_d = self.d_loss(real_logits.float(), fake_logits.float(), cfg.label_smoothing)
                 extra, logs = self.method.d_loss(cfg, real_cls, fake_cls, y)  # ACGAN's class loss; 0 for the others
                 loss_d = loss_d + extra
@@ -424,11 +414,15 @@ class Trainer:
         self.D.requires_grad_(False)
         z, y_fake = self.noise(B)
         with self.autocast():
-            logits, cls = self.D_judge(self.G_step(z, y_fake), y_fake, D=self.D_frozen)
+            logits, cls, features = self.D_judge(self.G_step(z, y_fake), y_fake, D=self.D_frozen)
             loss_g = self.g_loss(logits.float())
             extra, logs = self.method.g_loss(cfg, cls, y_fake)
             loss_g = loss_g + extra
             out.update(logs)
+            if cfg.fm_weight:  # against the last D step's real batch, as D saw it then (no extra D pass)
+                fm = feature_matching(real_features.detach(), features)
+                loss_g = loss_g + cfg.fm_weight * fm
+                out["fm"] = fm
         norm_g = self.optimizer_step(loss_g, self.G, self.opt_g, self.scaler_g, measure)
         if self.G_ema is not None:
             self.update_ema()

@@ -252,8 +252,8 @@ def health_warnings(df: pd.DataFrame, status: dict, config: dict, data_info: dic
                 out.append(f"classes G does not draw when asked (conditional accuracy < 20%): {', '.join(poor)}")
     if "modes" in df:
         last = df["modes"].dropna()
-        n_modes = len(data_info.get("modes") or []) or (  # 2-D mixtures; stacked-mnist's classes are its modes
-            data_info.get("num_classes", 0) if config.get("dataset") == "stacked-mnist" else 0)
+        n_modes = len(data_info.get("modes") or []) or (  # 2-D mixtures; a run that counts triples: its classes
+            data_info.get("num_classes", 0) if "triple_counts" in df else 0)
         if len(last) and n_modes and last.iloc[-1] < n_modes / 2:
             out.append(f"mode collapse: {int(last.iloc[-1])} of {n_modes} modes captured")
     return out
@@ -310,14 +310,15 @@ def load_grid(path):
         return None
 
 
-def checkpoint_warnings(run_dir) -> list[str]:
+def checkpoint_warnings(run_dir, problems: dict[int, str] | None = None) -> list[str]:
     """Unreadable checkpoints newer than the newest readable one, and which step resume/sampling use instead.
 
     A cheap check (runs.checkpoint_problem reads no tensors), fit for a page that refreshes every few seconds.
+    `problems` (step -> why, for the unreadable ones) when the caller has checked every checkpoint already.
     """
     bad = []
     for step, path in reversed(runs.checkpoints(run_dir).items()):
-        problem = runs.checkpoint_problem(path)
+        problem = problems.get(step) if problems is not None else runs.checkpoint_problem(path)
         if problem is None:
             return [f"{p}; Resume and Samples use step {step}, the newest checkpoint that loads" for p in bad]
         bad.append(problem)

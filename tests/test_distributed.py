@@ -69,7 +69,7 @@ def test_two_processes_train_one_run_with_identical_ranks(runs_root):
 @pytest.mark.parametrize("recipe", [
     dict(loss="wgan-gp", n_critic=2, sn_d=True, conditioning="acgan"),  # double backward, SN buffers, ACGAN head
     dict(loss="hinge", r1_gamma=1.0, conditioning="projection", model="resnet"),  # R1, conditional BN
-    dict(dataset="ring", pack=2, mbstd=True),  # packing, minibatch stddev
+    dict(dataset="ring", pack=2, mbstd=True, fm_weight=1.0),  # packing, minibatch stddev, feature matching
 ])
 def test_gan_traps_keep_the_ranks_identical_and_resume_exactly(runs_root, recipe):
     common = dict(tiny(batch_size=32, log_every=2, ckpt_every=4, sample_every=4), **recipe)

@@ -149,11 +149,11 @@ def test_each_gpu_run_gets_gpus_no_live_run_holds_and_the_rest_wait_in_order():
 
 def test_machine_is_the_one_place_that_reads_the_devices(monkeypatch):
     fake_gpus(monkeypatch, 4)
-    assert placement.machine()["gpus"] == [0, 1, 2, 3] and launch.default_parallel() == 4
+    assert placement.machine()["gpus"] == [0, 1, 2, 3] and placement.default_parallel() == 4
     assert launch.default_processes() == 4
     monkeypatch.delenv("GANCORE_FAKE_GPUS")
     assert placement.machine()["gpus"] == []  # this machine
-    assert launch.default_parallel() == placement.machine()["cores"] * placement.CPU_RUNS_PER_CORE
+    assert placement.default_parallel() == placement.machine()["cores"] * placement.CPU_RUNS_PER_CORE
     monkeypatch.setenv("GANCORE_FAKE_GPUS", "four")
     with pytest.raises(ConfigError, match="GANCORE_FAKE_GPUS"):
         placement.machine()
@@ -344,7 +344,7 @@ def test_launch_form_defaults_to_the_measured_sweep_parallelism(root):
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
     at.run()
     at.switch_page("pages/launch.py").run()
-    assert at.number_input(key="max_parallel").value == launch.default_parallel()
+    assert at.number_input(key="max_parallel").value == placement.default_parallel()
     from gancore import cli
 
     assert cli.build_parser().parse_args(["sweep", "x"]).max_parallel is None  # then default_parallel(), as here

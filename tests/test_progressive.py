@@ -87,7 +87,7 @@ def test_shapes_at_every_stage(conditioning):
             r = resolution(stage)
             x = G(z, y)
             assert x.shape == (B, 1, r, r) and x.abs().max() <= 1
-            logits, cls = D(x, y)
+            logits, cls, _ = D(x, y)
             assert logits.shape == (B,)
             assert cls is None if conditioning != "acgan" else cls.shape == (B, K)
             assert upsample_to(x, 16).shape == (B, 1, 16, 16)
@@ -242,7 +242,7 @@ def test_spectral_norm_with_plain_layers():
     for stage, alpha in [(0, 1.0), (1, 0.5), (2, 0.5), (2, 1.0)]:
         G.set_stage(stage, alpha)
         D.set_stage(stage, alpha)
-        logits, _ = D(G(z, y), y)
+        logits = D(G(z, y), y)[0]
         assert logits.shape == (B,) and torch.isfinite(logits).all()
         logits.sum().backward()
     for _ in range(20):  # the power iteration advances once per training-mode forward

@@ -11,7 +11,7 @@ from gancore.setup import resolve, validate
 from gancore.data import load_dataset
 from gancore.errors import ConfigError
 from gancore.layers import MinibatchStdDev
-from gancore.losses import LOSSES
+from gancore.losses import LOSSES, feature_matching
 from gancore.models import build_models
 from gancore.regularizers import gradient_penalty, r1_penalty
 from gancore.trainer import Trainer
@@ -100,6 +100,24 @@ def test_r1_and_gp_are_logged_when_on(runs_root):
     assert run.metrics["gp"].ge(0).all() and "r1" not in run.metrics
 
 
+def test_feature_matching_compares_batch_means_and_pulls_the_fake_mean_to_the_real_one():
+    real = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    assert feature_matching(real, real[torch.randperm(64)]).item() == pytest.approx(0.0, abs=1e-10)  # order-free
+    fake = (real[:32] + torch.arange(8.0)).requires_grad_(True)  # another batch size, shifted by 0, 1, ..., 7
+    shift = real[:32].mean(0) - real.mean(0) + torch.arange(8.0)
+    assert feature_matching(real, fake).item() == pytest.approx(shift.pow(2).sum().item(), rel=1e-5)
+    (grad,) = torch.autograd.grad(feature_matching(real, fake), fake)
+    assert torch.allclose(grad, (2 * shift / 32).expand(32, 8))  # every fake moves its batch mean toward the data's
+
+
+def test_feature_matching_is_added_to_gs_loss_and_logged(runs_root):
+    run = gancore.load_run(gancore.train(tiny(fm_weight=5.0, name="fm")))
+    fm, loss_g = run.metrics["fm"], run.metrics["loss_g"]
+    assert fm.gt(0).all() and (loss_g > 5.0 * fm).all()  # the non-saturating part is positive on top
+    plain = gancore.load_run(gancore.train(tiny(name="plain")))
+    assert "fm" not in plain.metrics
+
+
 def test_drift_adds_eps_times_mean_squared_real_score_to_d_loss(tmp_path):
     first = {}
     for eps in (0.0, 10.0):
@@ -122,7 +140,7 @@ def test_packing_changes_d_input_shape(network, first):
     first1 = next(m for m in D1.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
     first4 = next(m for m in D4.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
     assert getattr(first4, first) == 4 * getattr(first1, first)
-    logits, _ = D4(data.x[:16])
+    logits = D4(data.x[:16])[0]
     assert logits.shape == (4,)  # one decision per pack of 4
 
 
@@ -231,7 +249,7 @@ def test_dropout_in_d(tmp_path):
 
 def test_acgan_head_classifies_and_its_losses_are_logged(runs_root):
     _, D, _, data = models(conditioning="acgan")
-    logits, class_logits = D(data.x[:16])
+    logits, class_logits, _ = D(data.x[:16])
     assert logits.shape == (16,) and class_logits.shape == (16, 10)
     run = gancore.load_run(gancore.train(tiny(conditioning="acgan", acgan_weight=0.5)))
     assert run.metrics["loss_cls_d"].gt(0).all() and run.metrics["loss_cls_g"].gt(0).all()

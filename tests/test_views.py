@@ -106,6 +106,12 @@ def test_health_warnings():
     assert any("loss_d is not finite at step 4" in w for w in views.health_warnings(inf, {}, {}, {}))
     failed = views.health_warnings(pd.DataFrame(), {"state": "failed", "error": "non-finite loss (loss_d=nan)"}, {}, {})
     assert failed == ["failed: non-finite loss (loss_d=nan)"]  # the trainer never logs a NaN; it fails the run
+    ring = pd.DataFrame({"step": [4], "modes": [3]})
+    assert any("mode collapse: 3 of 8 modes" in w for w in views.health_warnings(ring, {}, {}, {"modes": [[0, 1]] * 8}))
+    stacked = pd.DataFrame({"step": [4], "modes": [420], "triple_counts": [[26] * 1000]})  # its classes are its modes
+    info = {"num_classes": 1000}
+    assert any("mode collapse: 420 of 1000 modes" in w for w in views.health_warnings(stacked, {}, {}, info))
+    assert not views.health_warnings(stacked.assign(modes=[990]), {}, {}, info)
     ok = pd.DataFrame({"step": [2], "loss_d": [0.7], "d_real": [0.6], "d_fake": [0.4], "class_hist": [[0.1] * 10]})
     assert views.health_warnings(ok, {"state": "running", "pid": __import__("os").getpid()},
                                  {"loss": "nonsaturating"}, {}) == []

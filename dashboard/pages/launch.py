@@ -5,7 +5,7 @@ import streamlit as st
 
 from common import open_in, runs_root
 from gancore import config as C
-from gancore import launch, setup, views
+from gancore import launch, placement, setup, views
 from gancore.errors import GancoreError
 from gancore.presets import PRESETS
 
@@ -114,7 +114,7 @@ with st.form("launch"):
                                   placeholder="loss = nonsaturating, hinge\nseed = 0, 1, 2",
                                   help="every combination becomes one run; the form gives the other fields")
         max_parallel = st.number_input("Runs training at once", min_value=1, max_value=64,
-                                       value=launch.default_parallel(), key="max_parallel",
+                                       value=placement.default_parallel(), key="max_parallel",
                                        help="the rest wait their turn in the queue. Default: one per GPU; on "
                                        "CPUs one per core, each run with its share of the cores (measured "
                                        "fastest in total, docs/benchmarks.md)")

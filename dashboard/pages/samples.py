@@ -46,7 +46,7 @@ seed = int(c2.number_input("Seed", value=0, step=1, key="samples_seed"))
 use_trunc = c3.checkbox("Truncation", key="samples_trunc_on", help="redraw latent entries beyond |T|: "
                         "less variety, cleaner samples")
 truncation = c4.slider("T", 0.1, 3.0, 1.0, 0.1, key="samples_trunc", disabled=not use_trunc) if use_trunc else None
-for warning in views.checkpoint_warnings(path):  # the same warning as Monitor and `gancore sample`
+for warning in views.checkpoint_warnings(path, unreadable):  # the same warning as Monitor and `gancore sample`
     st.warning(warning, icon=":material/warning:")
 
 try:

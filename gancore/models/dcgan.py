@@ -80,4 +80,4 @@ class DCGANDiscriminator(nn.Module):
             x = F.pad(x, (self.pad,) * 4, value=-1.0)  # (B, C, H + 2 pad, W + 2 pad)
         x = pack_samples(x, self.pack)  # (B/k, k*C, H, W)
         h = self.body(self.cond(x, y))  # (B/k, c, b, b)
-        return self.head(h.flatten(1), y)  # (B/k,) logits, class logits or None
+        return self.head(h.flatten(1), y)  # (B/k,) logits, class logits or None, features

@@ -45,4 +45,4 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x, y=None):
         x = pack_samples(x.flatten(1) / self.scale, self.pack)  # (B/k, k*F)
-        return self.head(self.body(self.cond(x, y)), y)  # (B/k,) logits, class logits or None
+        return self.head(self.body(self.cond(x, y)), y)  # (B/k,) logits, class logits or None, features

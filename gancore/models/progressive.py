@@ -283,7 +283,7 @@ class DOutput(nn.Module):
 
 
 class ProgressiveDiscriminator(Growing):
-    """D(x, y) -> (logits (B,), class logits or None), for images x at the current stage's resolution.
+    """D(x, y) -> (logits (B,), class logits or None, features), for images x at the current stage's resolution.
 
     Arguments as the other discriminators (pack, dropout, mbstd = group size or 0), plus width_max and
     equalized (see ProgressiveGenerator). Concat conditioning has one learned label map per stage, at
@@ -323,7 +323,7 @@ class ProgressiveDiscriminator(Growing):
                 h = (1 - alpha) * coarse + alpha * h
         for t in range(stage - 1, 0, -1):
             h = self.blocks[t](h)  # down to (B/k, c0, 4, 4)
-        return self.head(self.blocks[0](h), y)  # (B/k,) logits, class logits or None
+        return self.head(self.blocks[0](h), y)  # (B/k,) logits, class logits or None, features
 
 
 # ---------------------------------------------------------------- the schedule
