@@ -398,6 +398,12 @@ def stacked_10():
     return [(label, base + flags, None) for label, flags in probes.items()]
 
 
+def stacked_11():
+    """Feature matching (--fm_weight) on the preset as it was before it took fm_weight 1 (fm 0 is that preset)."""
+    base = ["--preset", "stacked-mnist-pacgan", "--eval_every", "0"]
+    return [(f"fm {w}", base + ["--fm_weight", str(w)], None) for w in (0, 0.1, 1, 3)]
+
+
 SETS = {"mnist-cond": mnist_cond, "mnist-cond-2": mnist_cond_2, "ring": ring, "ring-2": ring_2, "grid": grid,
         "grid-2": grid_2, "stacked": stacked, "mnist-cond-3": mnist_cond_3, "ring-seeds": ring_seeds,
         "grid-seeds": grid_seeds,
@@ -408,7 +414,7 @@ SETS = {"mnist-cond": mnist_cond, "mnist-cond-2": mnist_cond_2, "ring": ring, "r
         "mnist-cond-8": mnist_cond_8, "mnist-cond-9": mnist_cond_9,
         "mnist-cond-10": mnist_cond_10, "stacked-7": stacked_7,
         "mnist-cond-11": mnist_cond_11, "stacked-8": stacked_8, "stacked-9": stacked_9,
-        "mnist-cond-12": mnist_cond_12, "stacked-10": stacked_10}
+        "mnist-cond-12": mnist_cond_12, "stacked-10": stacked_10, "stacked-11": stacked_11}
 
 
 def gancore(*args, env, log):

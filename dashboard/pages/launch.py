@@ -17,7 +17,7 @@ GROUPS = {
     "Objective": ["loss", "clip_value", "gp_weight", "drift"],
     "Conditioning": ["conditioning", "embed_dim", "acgan_weight", "acgan_fake_weight"],
     "Stabilisers": ["sn_g", "sn_d", "r1_gamma", "grad_clip", "weight_decay", "d_dropout", "label_smoothing", "vbn",
-                    "vbn_ref", "mbstd", "mbstd_group", "pack", "diffaug"],
+                    "vbn_ref", "mbstd", "mbstd_group", "pack", "fm_weight", "diffaug"],
     "Schedule": ["steps", "batch_size", "n_critic", "optimizer", "lr_g", "lr_d", "beta1", "beta2", "lr_decay", "ema",
                  "ema_decay", "ema_rampup", "log_every", "sample_every", "ckpt_every"],
     "Evaluation": ["eval_every", "eval_n", "fid_backend", "eval_train_evaluator"],
