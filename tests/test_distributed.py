@@ -142,7 +142,7 @@ def test_compile_trains_on_the_cpu_and_resumes(runs_root):
 def test_launch_starts_a_run_under_torchrun_and_stop_reaches_every_rank(runs_root):
     from gancore import launch
 
-    with pytest.raises(gancore.ConfigError, match="processes: the batch_size 15"):
+    with pytest.raises(gancore.ConfigError, match=r"--batch_size: 15 \(the global batch\) must split evenly"):
         launch.launch(tiny(batch_size=15), runs_root, processes=2)
     path = launch.launch(tiny(name="launched", dataset="ring", steps=100_000, log_every=50, ckpt_every=100_000,
                               sample_every=100_000, batch_size=32), runs_root, processes=2)
