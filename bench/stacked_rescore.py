@@ -22,15 +22,14 @@ from gancore.setup import load_and_resolve  # noqa: E402
 
 
 def channel_shares(counts: torch.Tensor) -> list[torch.Tensor]:
-    """Each channel's digit shares (R, G, B; (10,) each) from the (1000,) triple counts (index 100 r + 10 g + b)."""
-    p = counts.view(10, 10, 10).double() / counts.sum()
-    return [p.sum((1, 2)), p.sum((0, 2)), p.sum((0, 1))]
+    """Each channel's digit shares (R, G, B; (10,) each) from the (1000,) triple counts."""
+    return [c.double() / counts.sum() for c in metrics.channel_counts(counts)]
 
 
 def marginals_kl(shares) -> float:
+    """Reverse KL against uniform of the product of the channels' shares: triples drawn independently per channel."""
     r, g, b = shares
-    product = r[:, None, None] * g[None, :, None] * b[None, None, :]  # (10, 10, 10)
-    return float((product * (product * product.numel()).log()).nan_to_num().sum())
+    return metrics.reverse_kl((r[:, None, None] * g[None, :, None] * b[None, None, :]).flatten())  # (1000,)
 
 
 def score(run_dir, step, n: int, seed: int) -> list[dict]:

@@ -110,6 +110,13 @@ def triple_counts(x: torch.Tensor, device="cpu", batch: int = 500) -> torch.Tens
     return counts
 
 
+def channel_counts(counts):
+    """(R, G, B): each channel's digit counts, (10,) each, from the 1,000 triple counts (index 100 r + 10 g + b);
+    a torch tensor or a numpy array alike."""
+    cube = counts.reshape(10, 10, 10)  # (red, green, blue)
+    return cube.sum((1, 2)), cube.sum((0, 2)), cube.sum((0, 1))
+
+
 def triple_coverage(counts: torch.Tensor) -> dict:
     """Modes captured (triples read at least once, of 1,000), reverse KL against uniform, and the counts."""
     return {"modes": int((counts > 0).sum()), "reverse_kl": reverse_kl(counts), "triple_counts": counts.tolist()}

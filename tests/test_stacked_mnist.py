@@ -115,6 +115,15 @@ def test_one_triple_is_one_mode_and_kl_log_1000(one_per_triple):
     assert half["modes"] == 500 and half["reverse_kl"] == pytest.approx(math.log(2))
 
 
+def test_channel_counts_split_the_triples_by_channel():
+    counts = torch.zeros(1000, dtype=torch.int64)
+    counts[407], counts[401] = 50, 7  # red 4 both; green 0 both; blue 7 and 1
+    r, g, b = metrics.channel_counts(counts)
+    assert r.tolist() == [0, 0, 0, 0, 57, 0, 0, 0, 0, 0] and g.tolist() == [57] + [0] * 9
+    assert b.tolist() == [0, 7, 0, 0, 0, 0, 0, 50, 0, 0]
+    assert [c.tolist() for c in metrics.channel_counts(counts.numpy())] == [r.tolist(), g.tolist(), b.tolist()]
+
+
 def test_triple_counts_refuses_images_that_are_not_rgb(mnist):
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         metrics.triple_counts(mnist.x[:4])

@@ -7,7 +7,7 @@ import torch
 
 from common import line_chart, metrics, pick_run, run_names, runs_root
 from gancore import runs, views
-from gancore.metrics import STACKED, TRIPLES, mode_coverage, reverse_kl
+from gancore.metrics import STACKED, TRIPLES, channel_counts, mode_coverage, reverse_kl
 
 st.title("Mode collapse")
 st.caption("Where the true modes are known, a GAN that collapses shows it: on the 8-Gaussian ring and the "
@@ -66,8 +66,7 @@ def stacked_page():
                       yaxis=dict(title="red digit", type="category", autorange="reversed"))
     st.plotly_chart(fig, width="stretch", key="mc_triples")
 
-    cube = counts.reshape(10, 10, 10)
-    marginals = {"red": cube.sum((1, 2)), "green": cube.sum((0, 2)), "blue": cube.sum((0, 1))}
+    marginals = dict(zip(("red", "green", "blue"), channel_counts(counts)))
     left, right = st.columns(2)
     bars = go.Figure([go.Bar(x=[str(d) for d in range(10)], y=m / max(m.sum(), 1), name=c, marker_color=color)
                       for (c, m), color in zip(marginals.items(), ("#D62728", "#2CA02C", "#1F77B4"))])
