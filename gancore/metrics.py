@@ -88,8 +88,9 @@ def _digit_reader(device: str):
 
 
 @torch.no_grad()
-def triple_counts(x: torch.Tensor, device="cpu", batch: int = 500) -> torch.Tensor:
-    """How many of the stacked-MNIST images x read as each digit triple: (1000,) int64, index 100 r + 10 g + b.
+def read_channels(x: torch.Tensor, device="cpu", batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each channel of the stacked-MNIST images x read as one digit: (digits (N, 3) int64, their probability
+    (N, 3) float), on the CPU.
 
     x: (N, 3, H, W) uint8 levels or floats in [-1, 1]. Each channel is one MNIST digit for the MNIST-5k
     evaluator (28 px; other sizes are resized to 28 first), read as its most likely digit.
@@ -97,17 +98,28 @@ def triple_counts(x: torch.Tensor, device="cpu", batch: int = 500) -> torch.Tens
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"stacked MNIST images are (N, 3, H, W), got {tuple(x.shape)}")
     model, _ = _digit_reader(str(device))
-    counts = torch.zeros(TRIPLES, dtype=torch.int64)
+    digits, probs = [], []
     for i in range(0, len(x), batch):
         xb = as_float(x[i:i + batch].to(device))  # (B, 3, H, W)
         b, _, h, w = xb.shape
         xb = xb.reshape(b * 3, 1, h, w)             # (3B, 1, H, W): R, G, B of each image in turn
         if (h, w) != (28, 28):
             xb = F.interpolate(xb, size=(28, 28), mode="bilinear", align_corners=False, antialias=True)
-        digits = model(xb.contiguous(memory_format=torch.channels_last)).argmax(1).view(b, 3)  # (B, 3)
-        counts += torch.bincount((digits * torch.tensor([100, 10, 1], device=digits.device)).sum(1).cpu(),
-                                 minlength=TRIPLES)
-    return counts
+        p, d = model(xb.contiguous(memory_format=torch.channels_last)).float().softmax(1).max(1)  # (3B,) each
+        digits.append(d.view(b, 3).cpu())
+        probs.append(p.view(b, 3).cpu())
+    return torch.cat(digits), torch.cat(probs)
+
+
+def triple_counts(x: torch.Tensor, device="cpu", batch: int = 500) -> torch.Tensor:
+    """How many of the stacked-MNIST images x read as each digit triple: (1000,) int64, index 100 r + 10 g + b
+    (x as `read_channels` takes it)."""
+    return triple_histogram(read_channels(x, device, batch)[0])
+
+
+def triple_histogram(digits: torch.Tensor) -> torch.Tensor:
+    """(1000,) int64 counts of the (N, 3) channel digits' triples, index 100 r + 10 g + b."""
+    return torch.bincount((digits * torch.tensor([100, 10, 1])).sum(1), minlength=TRIPLES)
 
 
 def channel_counts(counts):

@@ -204,3 +204,14 @@ def test_monitor_charts_the_mode_count_and_warns_of_collapse(stacked_run, monkey
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert "modes" in titles and "reverse_kl" in titles
     assert any("mode collapse:" in w.value and "of 1000 modes" in w.value for w in at.warning)
+
+
+def test_read_channels_gives_each_channel_its_digit_and_probability(one_per_triple):
+    images = one_per_triple[[407, 123]].clone()  # (2, 3, 28, 28)
+    digits, probs = metrics.read_channels(images)
+    assert digits.tolist() == [[4, 0, 7], [1, 2, 3]]
+    assert torch.equal(metrics.triple_histogram(digits), metrics.triple_counts(images))
+    overlay = images.clone()
+    overlay[0, 2] = ((images[0, 2].int() + images[1, 2].int()) // 2).to(torch.uint8)  # half a 7, half a 3
+    _, overlay_probs = metrics.read_channels(overlay)
+    assert overlay_probs[0, 2] < probs[0, 2] and torch.equal(overlay_probs[1], probs[1])
