@@ -57,7 +57,8 @@ def score(run_dir, step, n: int, seed: int) -> list[dict]:
         rows.append({"run": Path(run_dir).name, "step": step, "weights": weights, "modes": out["modes"],
                      "reverse_kl": out["reverse_kl"], "marginals": marginals_kl(shares),
                      "clear": float((probs >= CLEAR_P).float().mean()),
-                     "shares": " ".join(f"{c} {s.min():.3f}-{s.max():.3f}" for c, s in zip("RGB", shares))})
+                     "shares": " ".join(f"{c} {s.min():.3f} ({s.argmin()})-{s.max():.3f} ({s.argmax()})"
+                                       for c, s in zip("RGB", shares))})
     return rows
 
 
@@ -68,7 +69,7 @@ def main():
     ap.add_argument("--n", type=int, default=26000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    print("| run | step | weights | modes | reverse KL | marginals | clear reads | per-channel digit shares |")
+    print("| run | step | weights | modes | reverse KL | marginals | clear reads | per-channel digit shares: least (digit)-most (digit) |")
     print("|---|---:|---|---:|---:|---:|---:|---|")
     for run_dir in args.runs:
         for step in args.steps:
