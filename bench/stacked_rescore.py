@@ -69,7 +69,8 @@ def main():
     ap.add_argument("--n", type=int, default=26000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    print("| run | step | weights | modes | reverse KL | marginals | clear reads | per-channel digit shares: least (digit)-most (digit) |")
+    print("| run | step | weights | modes | reverse KL | marginals | clear reads "
+          "| per-channel digit shares: least (digit)-most (digit) |")
     print("|---|---:|---|---:|---:|---:|---:|---|")
     for run_dir in args.runs:
         for step in args.steps:
