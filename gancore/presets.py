@@ -62,8 +62,9 @@ PRESETS = {
     # took it from 0.17 to 0.13 over 4 seeds (G had drawn some digits twice as often as others in each channel); with
     # the rates decayed to 0 an EMA of G only lags, and G's own weights scored a lower KL than the EMA's on each of
     # those seeds (0.121 against 0.130). Both networks work at 32 px (pad_to: three 2x stages, as the 28 px recipe),
-    # which draws digits the evaluator reads more clearly: 2,600 steps of it cost about 1.2 times 3,800 at 28 px and
-    # took the reverse KL over seeds from 0.116 to about 0.06. One 26,000-sample evaluation at the end.
+    # which draws digits the evaluator reads more clearly: 2,600 steps of it take 1.4 times as long as 3,800 at 28 px
+    # (7 min 10 s against 5 min 2 s on one 2-core machine) and took the reverse KL over seeds from 0.116 to about
+    # 0.06. One 26,000-sample evaluation at the end.
     "stacked-mnist-pacgan": dict(dataset="stacked-mnist", model="dcgan", loss="nonsaturating", batch_size=128,
                                  lr_g=2e-3, lr_d=2e-3, beta2=0.99, pad_to=32, steps=2600, lr_decay=0.5, ema=False,
                                  fm_weight=1.0, eval_every=2600, sample_every=500, ckpt_every=1000),
