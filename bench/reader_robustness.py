@@ -19,9 +19,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gancore import metrics  # noqa: E402
-from gancore.data import load_dataset  # noqa: E402
-
-CLEAR_P = 0.9  # as bench/stacked_rescore.py
+from gancore.data import load_dataset, triple_digits  # noqa: E402
+from stacked_rescore import CLEAR_P  # noqa: E402  (bench/ is this script's sys.path[0])
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -57,7 +56,7 @@ def main():
     gen = torch.Generator().manual_seed(args.seed)
     idx = torch.randperm(len(data.x), generator=gen)[: args.n]
     x, y = data.x[idx].float(), data.y[idx]                # (n, 3, 28, 28) levels, (n,) triples
-    truth = torch.stack([y // 100, y // 10 % 10, y % 10], 1)  # (n, 3) each channel's digit
+    truth = triple_digits(y)                                # (n, 3) each channel's digit
     print("| real stacked images | read as their digit | clear reads | mean digit shares 0-9 |")
     print("|---|---:|---:|---|")
     for name, v in degradations(x, gen).items():

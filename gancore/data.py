@@ -486,6 +486,11 @@ def _package_csv(package: str, relpath: str) -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1], table[:, -1].astype(np.int64)
 
 
+def triple_digits(y: torch.Tensor) -> torch.Tensor:
+    """Stacked MNIST's (N,) triple labels 100 d_R + 10 d_G + d_B as each channel's digit: (N, 3) int64."""
+    return torch.stack([y // 100, y // 10 % 10, y % 10], 1)
+
+
 def _stacked_mnist() -> tuple[torch.Tensor, np.ndarray]:
     """Stacked MNIST (Metz et al. 2017; PacGAN's and VEEGAN's mode-collapse benchmark) from MNIST-5k.
 
@@ -499,7 +504,7 @@ def _stacked_mnist() -> tuple[torch.Tensor, np.ndarray]:
     g = torch.Generator().manual_seed(STACKED_SEED)
     n = 1000 * STACKED_PER_TRIPLE
     y = torch.arange(1000).repeat(STACKED_PER_TRIPLE)[torch.randperm(n, generator=g)]  # (N,) shuffled triples
-    channel_digits = torch.stack([y // 100, y // 10 % 10, y % 10], 1)                  # (N, 3)
+    channel_digits = triple_digits(y)                                                  # (N, 3)
     source = torch.empty(n, 3, dtype=torch.int64)  # (N, 3) the MNIST-5k image in each channel
     for c in range(3):
         for d in range(10):
