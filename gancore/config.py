@@ -88,7 +88,7 @@ class TrainConfig:
     eval_train_evaluator: bool = False  # images with no shipped or cached evaluator: train one at launch, else no FID
     # --- device ---
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
-    precision: str = "auto"  # auto (bf16 on GPUs that support it, else fp32), fp32, or bf16 / fp16 autocast on CUDA
+    precision: str = "auto"  # auto (bf16 on GPUs with native bf16, else fp32), fp32, or bf16 / fp16 autocast on CUDA
     compile: bool = False  # torch.compile G and D (CPU needs a C compiler); not with wgan-gp or R1 (double backward)
 
     def __post_init__(self):

@@ -35,6 +35,7 @@ import threading
 import time
 import warnings
 import zipfile
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -46,7 +47,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from gancore.errors import ConfigError, DataError
-from gancore.runs import atomic_write, read_json_object, write_json_atomic
+from gancore.runs import atomic_write, locked, read_json_object, write_json_atomic
 from gancore.sample import quantize
 
 EMBEDDED = ("mnist-5k", "digits", "ring", "grid", "stacked-mnist")  # need no path
@@ -589,12 +590,15 @@ def _load_files(name: str, root: Path, image_size: int, channels: int) -> Datase
         files, decode = _mnist_files(root), lambda: _decode_mnist(root, names, image_size, channels)
 
     entry = cache_root() / "data" / f"{name}-{_cache_key(name, files, image_size, channels)}"
-    data = _open_cached(name, entry)
+    data = _open_cached(name, entry, warn=False)  # the usual case, decoded before: no lock
     if data is None:
-        _write_cache(entry, decode(), name, root, len(files), image_size, channels)
-        data = _open_cached(name, entry)
-        if data is None:
-            raise DataError(f"{entry}.json: the data decoded just now cannot be read back from the cache")
+        with _decoding(entry):
+            data = _open_cached(name, entry)  # decoded by another process while this one waited?
+            if data is None:
+                _write_cache(entry, decode(), name, root, len(files), image_size, channels)
+                data = _open_cached(name, entry)
+                if data is None:
+                    raise DataError(f"{entry}.json: the data decoded just now cannot be read back from the cache")
     return data
 
 
@@ -620,8 +624,9 @@ def _entry_files(entry: Path) -> tuple[Path, Path, Path]:
         entry.with_name(entry.name + ".json")
 
 
-def _open_cached(name: str, entry: Path) -> Dataset | None:
-    """The cached set, its images memory-mapped; None when there is no complete entry (a damaged one is named)."""
+def _open_cached(name: str, entry: Path, warn: bool = True) -> Dataset | None:
+    """The cached set, its images memory-mapped; None when there is no complete entry (a damaged one is named,
+    with warn=True: only the process that will decode it again warns)."""
     x_path, y_path, meta_path = _entry_files(entry)
     meta = read_json_object(meta_path)
     if not meta:
@@ -642,11 +647,41 @@ def _open_cached(name: str, entry: Path) -> Dataset | None:
             if y.shape != (meta["n"],) or y.dtype != np.int64 or (len(y) and not 0 <= y.min() <= y.max() < len(names)):
                 raise ValueError(f"{y_path.name} does not hold {meta['n']} labels of {len(names)} classes")
     except (OSError, ValueError, KeyError, TypeError) as e:  # truncated, corrupt, missing part, foreign
-        warnings.warn(f"{entry}: cached data unreadable ({e}); decoding it again", RuntimeWarning, stacklevel=3)
+        if warn:
+            warnings.warn(f"{entry}: cached data unreadable ({e}); decoding it again", RuntimeWarning, stacklevel=3)
         return None
     y_t = None if y is None else torch.from_numpy(y)
     return Dataset(name, torch.from_numpy(x), y_t, len(names) if y is not None else 0,
                    names if y is not None else [], None, 0.0, cache_file=x_path)
+
+
+@contextmanager
+def _decoding(entry: Path):
+    """Hold the entry's lock, `<entry>.lock`, while deciding whether to decode it and decoding it.
+
+    The ranks of a torchrun launch load the same set at once: the first to take the lock decodes and writes
+    the entry, the others wait here, then find it complete and map it (one decoding, not one per rank).
+    `runs.locked` is flock: the kernel releases it when its holder dies, so a process killed mid-decode never
+    blocks the next, which decodes again; the dead one's temp files are removed here (under the lock no live
+    process writes this entry). The empty lock file stays: deleting it while a process waits on it would let
+    a third lock a new file and decode beside the second.
+    """
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{entry.parent}: cannot create the data cache ({e.strerror}); "
+                        f"set GANCORE_CACHE to a writable directory") from None
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(locked(entry.with_name(entry.name + ".lock")))
+        except (ImportError, OSError):
+            # no fcntl (Windows), or a filesystem that refuses flock: each process decodes a new set itself,
+            # as before the lock; the atomic writes keep that correct, only slower
+            pass
+        else:
+            for tmp in entry.parent.glob(f".{entry.name}.*.tmp"):  # runs.atomic_write's, of a dead writer
+                tmp.unlink(missing_ok=True)
+        yield
 
 
 def _write_cache(entry: Path, decoded: _Decoded, name: str, root: Path, files: int, image_size: int,
@@ -654,14 +689,9 @@ def _write_cache(entry: Path, decoded: _Decoded, name: str, root: Path, files: i
     """Decode into a cache entry, streaming: images chunk by chunk into the .npy, then labels, then the json.
 
     Each file is written by `runs.atomic_write` (a hidden temp name, then a rename), and the json that
-    readers look for comes last, so a reader finds a complete entry or none.
+    readers look for comes last, so a reader finds a complete entry or none. Called under `_decoding`.
     """
     x_path, y_path, meta_path = _entry_files(entry)
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"{entry.parent}: cannot create the data cache ({e.strerror}); "
-                        f"set GANCORE_CACHE to a writable directory") from None
     sample = []  # (one image's shape, dtype name), from the first chunk
     bar = tqdm(total=decoded.n, desc=f"decoding {root.name}", unit="img", file=sys.stderr,
                disable=not decoded.progress, mininterval=1.0, dynamic_ncols=True)

@@ -71,10 +71,15 @@ def stop(world: World, ok: bool) -> None:
         dist.destroy_process_group()
 
 
+# An odd 64-bit constant (2^64 / golden ratio): rank r's seed differs from rank 0's by r times it, so distinct ranks
+# differ in the low 32 bits too, the only bits a CPU generator (MT19937) keeps of a seed.
+RANK_STRIDE = 0x9E3779B97F4A7C15
+
+
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of a stream for `rank`: the run's own seed on rank 0 (so one process trains as before),
-    a distinct one on every other rank."""
-    return seed if rank == 0 else (seed + (rank << 32)) % 2**63
+    a distinct one on every other rank, in every generator's kept bits (CPU: the low 32, CUDA: all 64)."""
+    return seed if rank == 0 else (seed + rank * RANK_STRIDE) % 2**63
 
 
 def broadcast(obj, world: World):
@@ -116,11 +121,20 @@ def mean_over_ranks(values: dict, world: World) -> dict:
 
 
 @torch.no_grad()
-def broadcast_buffers(module: torch.nn.Module, world: World) -> None:
-    """Rank 0's buffers (batch-norm statistics) into every rank's copy of `module`."""
-    if world.multi:
-        for b in module.buffers():
-            dist.broadcast(b, src=0)
+def broadcast_buffers(world: World, *modules: torch.nn.Module) -> None:
+    """Rank 0's buffers (batch-norm statistics) into every rank's copy of `modules`, in one collective.
+
+    Between these calls each rank's running statistics follow its own batches (the forward passes that
+    DDP does not wrap: the G step's D, G's own forward); they never change what a rank computes in
+    training mode, and are made equal before anything reads or compares them (checkpoints, fingerprints)."""
+    buffers = [b for m in modules for b in m.buffers()]
+    if world.multi and buffers:
+        flat = torch.cat([b.detach().reshape(-1).double() for b in buffers])  # int counters survive as doubles
+        dist.broadcast(flat, src=0)
+        offset = 0
+        for b in buffers:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
 
 
 @torch.no_grad()
@@ -131,6 +145,12 @@ def fingerprint(*modules) -> str:
         for t in list(m.parameters()) + list(m.buffers()):
             h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def injected(world: World, what: str) -> bool:
+    """A test hook: GANCORE_FAULT="<rank>:<what>" says that rank meets that fault (e.g. "1:no-run-dir": rank 1
+    cannot see the run directory, as on a machine without the shared filesystem)."""
+    return os.environ.get("GANCORE_FAULT") == f"{world.rank}:{what}"
 
 
 def injected_fault(world: World, step: int) -> None:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from gancore.data import CACHE_HOME, Dataset, as_float, cache_root  # cache_root: re-exported, its old home
 from gancore.errors import GancoreError
-from gancore.runs import torch_save_atomic
+from gancore.runs import locked, torch_save_atomic
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "evaluators"
 # the weights in SHIPPED_DIR: file stem -> load_dataset arguments of the data it was trained on
@@ -289,30 +289,42 @@ def evaluator_for(data: Dataset, cache_dir=None, train_if_missing: bool = True,
                 return model, report
 
     path = evaluator_path(data, cache_dir)
-    damaged = None
-    if path.is_file():
-        try:
-            model, report = load_evaluator(path)
-        except EvaluatorError as e:  # a torn or corrupt cache file: worth nothing, so it is retrained and replaced
-            damaged = str(e)
-        else:
-            if report.get("fingerprint") != fp:
-                raise EvaluatorError(f"{path} was trained on data with fingerprint {report.get('fingerprint')}, "
-                                     f"not {fp}; delete it to retrain")
-            return model, report
-
+    found, damaged = _cached_evaluator(path, fp)
+    if found:
+        return found
     _check_trainable(data)  # before train_if_missing: "no labels" is the more useful message
     if damaged and not train_if_missing:
         raise EvaluatorError(f"cached evaluator {damaged}; `python -m gancore train-evaluator --dataset ...` "
                              f"retrains and replaces it")
-    if damaged and log:
-        log(f"evaluator {data.name}: cached {damaged}; retraining it")
     if not train_if_missing:
         raise EvaluatorError(f"no evaluator cached for dataset {data.name!r} (fingerprint {fp}) in "
                              f"{path.parent}; train one with `python -m gancore train-evaluator --dataset ...` "
                              f"(or evaluator_for(data, train_if_missing=True))")
-    model, report = train_evaluator(data, epochs=epochs, log=log)
-    save_evaluator(model, report, path)
+    # Trained once for every process that wants it (torchrun's ranks, runs launched together): the first to take
+    # the lock trains and caches it, the others wait there (no collective timeout) and read the cache.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path.with_name(path.name + ".lock")):
+        found, damaged = _cached_evaluator(path, fp)
+        if found:
+            return found
+        if damaged and log:
+            log(f"evaluator {data.name}: cached {damaged}; retraining it")
+        model, report = train_evaluator(data, epochs=epochs, log=log)
+        save_evaluator(model, report, path)
     if log:
         log(f"evaluator {data.name}: saved to {path}")
     return model, report
+
+
+def _cached_evaluator(path: Path, fp: str):
+    """((model, report) or None, why the cached file is damaged or None)."""
+    if not path.is_file():
+        return None, None
+    try:
+        model, report = load_evaluator(path)
+    except EvaluatorError as e:  # a torn or corrupt cache file: worth nothing, so it is retrained and replaced
+        return None, str(e)
+    if report.get("fingerprint") != fp:
+        raise EvaluatorError(f"{path} was trained on data with fingerprint {report.get('fingerprint')}, "
+                             f"not {fp}; delete it to retrain")
+    return (model, report), None

@@ -25,12 +25,10 @@ and `launch.dispatch` starts every waiting run that fits now, oldest first, unde
 
 `machine()` is the one place that reads the machine's devices (tests fake it with GANCORE_FAKE_GPUS).
 """
-import fcntl
 import functools
 import os
 import socket
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 from . import runs
@@ -234,17 +232,6 @@ def describe(status: dict) -> str:
 
 
 # ---------------------------------------------------------------- locks
-@contextmanager
 def locked(root, name: str = ".placement.lock", wait: bool = True):
-    """Hold an exclusive lock on <root>/<name> (flock: released by the kernel if the holder dies, so it never
-    goes stale). Yields True when held; with wait=False, yields False at once if another process holds it."""
-    with open(Path(root) / name, "a") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    """Hold the runs root's lock <root>/<name> (runs.locked: flock, never stale)."""
+    return runs.locked(Path(root) / name, wait)

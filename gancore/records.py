@@ -43,6 +43,8 @@ METRICS = {m.name: m for m in [
     Metric("d_fake", "d_output", False, meaning="mean D(G(z)), as d_real"),
     Metric("grad_norm_d", "grad", None, meaning="D's total gradient L2 norm at this step"),
     Metric("grad_norm_g", "grad", None, meaning="G's total gradient L2 norm at this step"),
+    Metric("amp_skipped", "grad", None, meaning="fp16: steps the grad scaler skipped since the previous record "
+           "(gradients overflowed); their values are left out of the means"),
     Metric("lr_d", "lr", None, logged=False, meaning="D's learning rate"),
     Metric("lr_g", "lr", None, logged=False, meaning="G's learning rate"),
     Metric("img_per_s", "speed", True, meaning="real images per second over the interval"),

@@ -15,7 +15,7 @@ def input_gradient(logits, x, scaler=None):
         (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
         return grad
     (grad,) = torch.autograd.grad(scaler.scale(logits.sum()), x, create_graph=True)
-    return grad.float() / scaler.get_scale()  # get_scale syncs with the GPU: fp16 with a penalty only
+    return grad.float() / scaler._get_scale_async()  # the scale as a device tensor: get_scale() would sync
 
 
 def gradient_penalty(D, real, fake, y=None, scaler=None):

@@ -23,6 +23,7 @@ import os
 import re
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -484,3 +485,23 @@ class Run:
 
 def load_run(path) -> Run:
     return Run(path)
+
+
+@contextmanager
+def locked(path, wait: bool = True):
+    """Hold an exclusive lock on the file `path` (created if missing). flock: the kernel releases it when the
+    holder dies, so it never goes stale. Yields True when held; with wait=False, False at once if another
+    process holds it. The one lock of gancore: the runs root's placement, a data or evaluator cache entry
+    decoded or trained once for all the processes that want it."""
+    import fcntl  # Unix only, as the launcher and torchrun's gloo are
+
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

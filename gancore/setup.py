@@ -11,6 +11,7 @@ conditioning.METHODS, data.DATASETS, ...), so a new entry there is valid here at
 """
 import dataclasses
 import math
+import os
 import re
 
 from . import runs
@@ -18,7 +19,10 @@ from .config import TrainConfig
 from .errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 where the GPU supports it; autocast on CUDA only
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on GPUs with native bf16; autocast on CUDA only
+# Test-only: lets a CPU run take the autocast paths (fp16 with the grad scaler, bf16) that training runs on CUDA,
+# so the suite exercises them without a GPU. CPU autocast is slower than fp32 and not offered to users.
+CPU_AUTOCAST_ENV = "GANCORE_CPU_AUTOCAST"
 OPTIMIZERS = ("adam", "rmsprop")  # built by train.make_optimizer
 RESUMABLE_FIELDS = ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "device")  # how long and how often, never what
 
@@ -117,7 +121,7 @@ def validate(cfg: TrainConfig) -> None:
     unknown = [p for p in parse_policy(cfg.diffaug) if p not in POLICIES]
     if unknown:
         raise ConfigError(f"--diffaug: unknown policy {unknown[0]!r}; use a comma list of {', '.join(POLICIES)}")
-    if cfg.precision not in ("auto", "fp32") and cfg.device == "cpu":
+    if cfg.precision not in ("auto", "fp32") and cfg.device == "cpu" and not os.environ.get(CPU_AUTOCAST_ENV):
         raise ConfigError(f"--precision: {cfg.precision} autocast needs a CUDA device (device is cpu)")
     check_combination(cfg, points=is_points(cfg.dataset))
     if cfg.fid_backend == "inception":
@@ -194,9 +198,9 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
         c.device = "cuda" if torch.cuda.is_available() else "cpu"
     elif c.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device: cuda requested but no CUDA device is available")
-    if c.precision == "auto":  # bf16 keeps fp32's range (no grad scaler) at twice the tensor-core rate
-        c.precision = "bf16" if c.device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if c.precision != "fp32" and c.device == "cpu":
+    if c.precision == "auto":
+        c.precision = auto_precision(c.device)
+    if c.precision != "fp32" and c.device == "cpu" and not os.environ.get(CPU_AUTOCAST_ENV):
         raise ConfigError(f"--precision: {c.precision} autocast needs a CUDA device (device resolved to cpu)")
     c.runs_root = c.runs_root or runs.default_root()
     points = data.kind == "points"
@@ -241,6 +245,22 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
         width = 64 if c.image_size <= 32 else 128
     c.g_width, c.d_width = c.g_width or width, c.d_width or width
     return c
+
+
+def auto_precision(device: str) -> str:
+    """`precision auto`: bf16 on GPUs with native bf16 (compute capability 8.0 and up: A100, H100, RTX 30xx on),
+    else fp32. bf16 keeps fp32's range (no grad scaler) at twice the tensor-core rate; older GPUs (V100, T4)
+    only emulate it (torch.cuda.is_bf16_supported() counts emulation), slower than fp32. fp16 would be their
+    fast path, but GAN losses and penalties overflow its scaler often; it stays a choice (--precision fp16).
+
+    Asks this process's own GPU (torchrun's LOCAL_RANK) for its properties, which creates no CUDA context, so
+    no rank touches GPU 0 before it has chosen its device."""
+    if device != "cuda":
+        return "fp32"
+    import torch
+
+    gpu = int(os.environ.get("LOCAL_RANK", "0"))
+    return "bf16" if torch.cuda.get_device_capability(gpu) >= (8, 0) else "fp32"
 
 
 def resolve_progressive(c, data):

@@ -6,6 +6,7 @@ back). The loop writes only into the run directory (see runs.py for the contract
 """
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -39,6 +40,11 @@ from .setup import RESUMABLE_FIELDS, default_name, load_and_resolve
 HEARTBEAT_SECONDS = 10
 SHARE_SECONDS = 2  # a run placed on the CPU looks this often whether runs started or ended beside it
 STOP_CHECK_STEPS = 10  # several processes agree on a stop request this often (and at every record)
+# Test-only: torch.compile's backend ("eager" checks graph capture and recompiles without a C compiler)
+COMPILE_BACKEND_ENV = "GANCORE_COMPILE_BACKEND"
+# fp16: a grad scale backed off below this (from 2^16, 24 skipped steps in a row) means the gradients overflow
+# however small the scale: the run has diverged, and fails as a non-finite loss does
+MIN_GRAD_SCALE = 2.0 ** -8
 
 
 class RunFailed(RuntimeError):
@@ -61,6 +67,7 @@ def train(config=None, *, resume=None, **overrides) -> str:
     if isinstance(config, TrainConfig):
         config = config.explicit_fields()  # so that a preset fills only the fields left at their defaults
     cfg, data = load_and_resolve({**(config or {}), **overrides}, make_root=True)  # every rank: same checks, data
+    train_evaluator_first(cfg, data)
     world = distributed.start(cfg.device)
     check_split(cfg, world.size)
     scorer, note = None, None
@@ -124,8 +131,10 @@ def resume_run(run_dir, changes: dict) -> str:
     puts back the run's previous state, with the reason in `error`. A run may resume with another
     number of processes than it trained with.
     """
-    run_dir = runs.check_run_dir(run_dir)
     world = distributed.env_world()
+    if world.multi:
+        world = join_to_resume(run_dir, changes, world)
+    run_dir = runs.check_run_dir(run_dir)
     status = runs.read_status(run_dir)
     # the pid launch.resume recorded is this process, or under torchrun its parent (the torchrun agent)
     if world.main and runs.is_active(status) and status.get("pid") not in (os.getpid(), os.getppid()):
@@ -139,7 +148,11 @@ def resume_run(run_dir, changes: dict) -> str:
         for key, value in changes.items():
             if key not in RESUMABLE_FIELDS and coerce(key, value) != stored.get(key):
                 raise ConfigError(f"--{key}: cannot change when resuming (only {', '.join(RESUMABLE_FIELDS)} can)")
-        cfg, data = load_and_resolve({**stored, **changes}, source=str(run_dir / "config.json"))
+        fields, moved = moved_device(stored, changes)
+        cfg, data = load_and_resolve(fields, source=str(run_dir / "config.json"))
+        if moved:
+            moved.append(f"precision {stored.get('precision')} -> {cfg.precision}")
+        train_evaluator_first(cfg, data)
         skipped = []
         loaded = runs.latest_loadable_checkpoint(run_dir, on_skip=skipped.append)
         if loaded:
@@ -165,7 +178,8 @@ def resume_run(run_dir, changes: dict) -> str:
         resumes = status.get("resumes", []) + [{"step": start, "time": time.time()}]
         runs.update_status(run_dir, state="queued", pid=os.getpid(), host=socket.gethostname(),
                            steps=cfg.steps, error=None, resumes=resumes, before_resume=None, world_size=world.size)
-    notes = [f"resume: {msg}; continuing from step {start}" for msg in skipped] + ([note] if note else [])
+    notes = [f"resume: {msg}; continuing from step {start}" for msg in skipped] + ([note] if note else []) \
+        + ([f"resume: {'; '.join(moved)}"] if moved else [])
     try:
         trainer = Trainer(run_dir, cfg, data, resume_state=state, scorer=scorer, notes=notes, world=world)
     except BaseException as e:
@@ -174,6 +188,62 @@ def resume_run(run_dir, changes: dict) -> str:
                                error=f"resume failed: {type(e).__name__}: {e}")
         raise
     return run_and_leave(trainer)
+
+
+def moved_device(stored: dict, changes: dict) -> tuple[dict, list[str]]:
+    """The fields a resume resolves, and what moved when the run changes the kind of device it trains on.
+
+    A run trained on a GPU resumes on a machine without one on the CPU (its stored device says cuda); and
+    wherever the device kind changes (that, or --device), the precision is chosen again for the new device
+    (`precision auto`: a GPU's bf16 does not exist on a CPU, and a CPU run moved to a GPU takes its fast path)."""
+    fields = {**stored, **changes}
+    notes = []
+    if "device" not in changes and stored.get("device") == "cuda" and not torch.cuda.is_available():
+        fields["device"] = "cpu"
+        notes.append("it trained on cuda and this machine has no CUDA device: it continues on the cpu")
+    kind = fields.get("device", "auto")
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if stored.get("device") not in (None, kind):
+        fields["precision"] = "auto"
+        notes = notes or [f"device {stored.get('device')} -> {kind}"]
+    return fields, notes
+
+
+def join_to_resume(run_dir, changes: dict, world):
+    """Several processes resuming, maybe on several machines: join the process group first, then check that every
+    rank sees the run directory. On several machines a resume needs it on a filesystem they all share; a rank
+    that cannot see it must not stop alone, leaving the others waiting at the rendezvous: all stop, one line."""
+    path = runs.check_run_dir(run_dir) if (Path(run_dir) / "config.json").is_file() else Path(run_dir)
+    visible = (path / "config.json").is_file() and not distributed.injected(world, "no-run-dir")
+    if visible:
+        fields, _ = moved_device(runs.read_config(path), changes)
+        device = fields.get("device", "auto")
+    else:  # the device the others will most likely pick: this machine's
+        device = changes.get("device", "auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    world = distributed.start(device)
+    seen = distributed.gather((visible, socket.gethostname()), world)
+    blind = [f"{host} (rank {rank})" for rank, (ok, host) in enumerate(seen) if not ok]
+    if blind:
+        raise RunError(f"--resume: {run_dir} is not visible on {', '.join(blind)}; resuming on several machines "
+                       f"needs the run directory on a filesystem all of them share")
+    return world
+
+
+def train_evaluator_first(cfg, data) -> None:
+    """--eval_train_evaluator: train (or find) the evaluator before the process group starts. The first process
+    to get there trains it and the others wait for it on its cache's file lock, which has no timeout; waiting in a
+    collective instead (while rank 0 alone trained it) would hit the group's timeout on a slow machine."""
+    if not (cfg.eval_train_evaluator and data.kind == "image" and cfg.eval_every and cfg.fid_backend == "evaluator"):
+        return
+    from .evaluator import EvaluatorError, evaluator_for
+
+    try:
+        evaluator_for(data, train_if_missing=True)
+    except EvaluatorError as e:
+        raise ConfigError(f"--eval_train_evaluator: {e}") from None
 
 
 def image_scorer(cfg, data):
@@ -210,6 +280,16 @@ def make_optimizer(cfg, model, lr):
     fused = {"fused": True} if next(model.parameters()).is_cuda else {}
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
                             **fused)
+
+
+def load_optimizer(opt, state: dict) -> None:
+    """An optimiser's saved state, with the kernel flags of this device (make_optimizer's), not of the one that
+    saved it: a CPU run's Adam (fused None) resumed on a GPU keeps the fused kernel, and a GPU run's on a CPU
+    drops it. Set before loading, so that Adam places its step counters where that kernel wants them."""
+    flags = ("fused", "foreach", "capturable")
+    groups = [{**saved, **{k: mine[k] for k in flags if k in mine}}
+              for saved, mine in zip(state["param_groups"], opt.param_groups)]
+    opt.load_state_dict({**state, "param_groups": groups})
 
 
 def data_info(data, cfg) -> dict:
@@ -259,8 +339,9 @@ class Trainer:
         self.device = torch.device("cuda", world.local_rank) if cfg.device == "cuda" and world.multi \
             else torch.device(cfg.device)
         if self.device.type == "cuda":  # the fast path: TF32 matmuls and convolutions, cuDNN's autotuner
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            # (the fp32_precision settings: torch 2.9+ deprecates allow_tf32, and inductor refuses a mix of both)
+            torch.backends.cuda.matmul.fp32_precision = "tf32"
+            torch.backends.cudnn.conv.fp32_precision = "tf32"
             torch.backends.cudnn.benchmark = True
         self.data = data.to(self.device)
         self.batch = cfg.batch_size // world.size  # batch_size is global: each process draws its share
@@ -304,8 +385,9 @@ class Trainer:
             self.G_step = DDP(self.G, device_ids=ids, find_unused_parameters=unused)  # buffers follow rank 0
             self.D_step = DDP(self.D, device_ids=ids, find_unused_parameters=unused)
         if cfg.compile:
-            self.G_step, self.D_step = torch.compile(self.G_step), torch.compile(self.D_step)
-            self.D_frozen = self.D_step if not world.multi else torch.compile(self.D)
+            compile = functools.partial(torch.compile, backend=os.environ.get(COMPILE_BACKEND_ENV, "inductor"))
+            self.G_step, self.D_step = compile(self.G_step), compile(self.D_step)
+            self.D_frozen = self.D_step if not world.multi else compile(self.D)
 
         # Separate generators: batch indices and training noise are reproducible and resumable,
         # and sampling/evaluation never disturb the training stream. Each rank has its own streams.
@@ -360,16 +442,23 @@ class Trainer:
         return (D if D is not None else self.D_step)(x, y)
 
     def optimizer_step(self, loss, model, opt, scaler, measure: bool):
-        """Backward, optional gradient clipping, step; returns the gradient norm before clipping when measured."""
+        """Backward, optional gradient clipping, step. Returns (the gradient norm before clipping when measured,
+        whether fp16's grad scaler skipped the step as a device bool tensor, or None without a scaler)."""
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         norm = None
         if measure or self.cfg.grad_clip:
             scaler.unscale_(opt)
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip or math.inf)
+        if not scaler.is_enabled():
+            opt.step()
+            return norm, None
+        # A step with inf/NaN gradients is skipped and the scale backs off: a smaller scale after update() says
+        # so, read on the device (get_scale() and found_inf's .item() would each wait for the GPU).
+        before = scaler._get_scale_async().clone()
         scaler.step(opt)
         scaler.update()
-        return norm
+        return norm, scaler._get_scale_async() < before
 
     def train_step(self, measure: bool) -> dict:
         """One G step and its D steps; returns detached scalars to log (and gradient norms when measured)."""
@@ -378,6 +467,7 @@ class Trainer:
 
         # (1) Update D: n_critic times on fresh real and fake batches.
         self.D.requires_grad_(True)
+        skipped = None  # fp16: whether the grad scaler skipped any of this step's updates (a device tensor)
         for _ in range(cfg.n_critic):
             x, y = self.loader.next() if self.loader else self.data.batch(B, self.gen_data)  # (B, ...), labels or None
             if self.schedule:  # real images at the stage's resolution, faded as G's output is
@@ -405,7 +495,8 @@ class Trainer:
                     r1 = r1_penalty(self.D_judge, x, y, self.scaler_d)
                     loss_d = loss_d + cfg.r1_gamma / 2 * r1
                     out["r1"] = r1
-            norm = self.optimizer_step(loss_d, self.D, self.opt_d, self.scaler_d, measure)
+            norm, skip = self.optimizer_step(loss_d, self.D, self.opt_d, self.scaler_d, measure)
+            skipped = skip if skipped is None else skipped | skip
             if cfg.loss == "wgan":
                 clip_weights(self.D, cfg.clip_value)
             self.images_seen += cfg.batch_size  # all ranks' real images
@@ -423,7 +514,8 @@ class Trainer:
                 fm = feature_matching(real_features.detach(), features)
                 loss_g = loss_g + cfg.fm_weight * fm
                 out["fm"] = fm
-        norm_g = self.optimizer_step(loss_g, self.G, self.opt_g, self.scaler_g, measure)
+        norm_g, skip = self.optimizer_step(loss_g, self.G, self.opt_g, self.scaler_g, measure)
+        skipped = skip if skipped is None else skipped | skip
         if self.G_ema is not None:
             self.update_ema()
 
@@ -433,6 +525,8 @@ class Trainer:
         out = {k: v.detach().float() for k, v in out.items()}
         if measure:
             out.update(grad_norm_d=norm, grad_norm_g=norm_g)
+        if skipped is not None:
+            out["skipped"] = skipped
         return out
 
     @torch.no_grad()
@@ -444,9 +538,10 @@ class Trainer:
             horizon = min(horizon, self.cfg.ema_rampup * self.step)
         ema_p, p = list(self.G_ema.parameters()), list(self.G.parameters())
         torch._foreach_lerp_(ema_p, p, 1 / max(horizon, 1.0))
-        distributed.broadcast_buffers(self.G, self.world)  # so the EMA copy is the same on every rank
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            b_ema.copy_(b)  # batch-norm statistics follow G directly
+        # batch-norm statistics follow G directly (this rank's; settle_ema_norms replaces them before any use)
+        buffers = list(self.G_ema.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, list(self.G.buffers()))
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> str:
@@ -480,7 +575,10 @@ class Trainer:
                     self.schedule_lr()
                     scalars = self.train_step(measure=self.is_due(cfg.log_every))
                     grad_norms = {k: scalars.pop(k) for k in ("grad_norm_d", "grad_norm_g") if k in scalars}
-                    self.sums.add(scalars)
+                    skipped = scalars.pop("skipped", None)  # fp16: a step the grad scaler skipped is not averaged in
+                    if skipped is not None and grad_norms:
+                        grad_norms["skipped"] = skipped
+                    self.sums.add(scalars, skipped)
                     bar.update(1)
                     due = self.due()
                     self.stopping = self.agree_to_stop(stop, checkpoint_due=bool(due))
@@ -493,8 +591,8 @@ class Trainer:
                 self.check_ranks_agree()
             except NonFinite as e:
                 good = runs.latest_loadable_checkpoint(self.run_dir) if main else None
-                bad = ", ".join(f"{k}={v}" for k, v in e.means.items() if not math.isfinite(v))
-                msg = (f"non-finite loss ({bad}) by step {self.step}; "
+                bad = ", ".join(f"{k}={v}" for k, v in e.means.items() if not math.isfinite(v) or k == "grad_scale")
+                msg = (f"{e.why} ({bad}) by step {self.step}; "
                        f"last good checkpoint: {'step ' + str(good[0]) if good else 'none'}")
                 self.finish("failed", "FAILED: " + msg, error=msg)
                 raise RunFailed(f"{self.run_dir}: {msg}", str(self.run_dir)) from None
@@ -566,13 +664,16 @@ class Trainer:
         means = distributed.mean_over_ranks(self.sums.means(), self.world)  # the one device sync per record
         if not all(map(math.isfinite, means.values())):
             raise NonFinite(means)
+        if self.scaler_d.is_enabled() and min(self.scaler_d.get_scale(), self.scaler_g.get_scale()) < MIN_GRAD_SCALE:
+            raise NonFinite({"grad_scale": min(self.scaler_d.get_scale(), self.scaler_g.get_scale())},
+                            why="fp16 gradients overflow at any scale")
         record = {}
         if "log" in due:
             now = time.monotonic()
             record = self.stats_record(means, grad_norms, self.interval_start, now)
             self.interval_start = (now, self.images_seen)
             self.sums.reset()
-            self.bar.set_postfix(loss_d=f"{means['loss_d']:.3f}", loss_g=f"{means['loss_g']:.3f}")
+            self.bar.set_postfix({k: f"{means[k]:.3f}" for k in ("loss_d", "loss_g") if k in means})
         if "eval" in due and main:  # rank 0 alone: the others go on to the next step's gradient exchange and wait
             scores = self.evaluate()
             record.update(scores)
@@ -629,6 +730,7 @@ class Trainer:
         """Several processes: G, D and the EMA copy must be identical on every rank; say so in train.log."""
         if not self.world.multi:
             return
+        distributed.broadcast_buffers(self.world, self.G, self.D)  # running statistics of each rank's own batches
         self.settle_ema_norms()  # rank 0 may have settled them for its last samples; the others now do the same
         modules = [m for m in (self.G, self.D, self.G_ema) if m is not None]
         prints = distributed.gather(distributed.fingerprint(*modules), self.world)
@@ -644,12 +746,20 @@ class Trainer:
         t_start, seen_start = interval_start
         return {
             **means,  # loss_d, loss_g, d_real, d_fake, and gp / r1 / the conditioning's terms when on
-            **{k: float(v) for k, v in grad_norms.items()},
+            **self.read_grad_norms(grad_norms),
             "lr_d": self.opt_d.param_groups[0]["lr"],
             "lr_g": self.opt_g.param_groups[0]["lr"],
             "img_per_s": (self.images_seen - seen_start) / max(now - t_start, 1e-9),
             **({"resolution": 4 * 2 ** self.phase[0], "alpha": round(self.phase[1], 4)} if self.schedule else {}),
         }
+
+    @staticmethod
+    def read_grad_norms(grad_norms: dict) -> dict:
+        """The measured step's gradient norms as floats; none when fp16's scaler skipped that step (they are inf)."""
+        skipped = grad_norms.get("skipped")
+        if skipped is not None and bool(skipped):
+            return {}
+        return {k: float(v) for k, v in grad_norms.items() if k != "skipped"}
 
     @torch.no_grad()
     def settle_ema_norms(self):
@@ -751,7 +861,9 @@ class Trainer:
         runs.save_png_atomic(img, stem.with_suffix(".png"))
 
     def save_checkpoint(self, elapsed):
-        """Every rank hands its RNG streams to rank 0 (a collective), which writes the checkpoint."""
+        """Every rank hands its RNG streams to rank 0 (a collective), which writes the checkpoint; every rank takes
+        rank 0's batch-norm statistics, the ones the checkpoint holds."""
+        distributed.broadcast_buffers(self.world, self.G, self.D)
         ranks = distributed.gather(self.rng_state(), self.world) if self.world.multi else None
         if self.world.main:
             runs.torch_save_atomic(self.checkpoint_state(elapsed, ranks), runs.checkpoint_path(self.run_dir, self.step))
@@ -803,10 +915,11 @@ class Trainer:
         self.D.load_state_dict(state["D"])
         if self.G_ema is not None and state["G_ema"] is not None:
             self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.scaler_g.load_state_dict(state["scaler_g"])
-        self.scaler_d.load_state_dict(state["scaler_d"])
+        load_optimizer(self.opt_g, state["opt_g"])
+        load_optimizer(self.opt_d, state["opt_d"])
+        for scaler, saved in ((self.scaler_g, state["scaler_g"]), (self.scaler_d, state["scaler_d"])):
+            if saved or not scaler.is_enabled():  # fp16 now, no scaler then (another device): it starts afresh
+                scaler.load_state_dict(saved)
         self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
         rng, saved_world = state["rng"], state.get("world_size", 1)
         mine = (rng["ranks"][self.world.rank] if "ranks" in rng else rng) if saved_world == self.world.size else None
@@ -855,12 +968,19 @@ def numpy_rng_state() -> list:
 
 
 class RunningMeans:
-    """Sums of per-step scalar tensors; read back (one device sync) only when a record is due."""
+    """Sums of per-step scalar tensors; read back (one device sync) only when a record is due.
+
+    fp16: a step the grad scaler skipped (its gradients overflowed; `skipped` a device bool) is left out of the
+    means (its values may be inf or NaN while nothing was wrong) and counted as `amp_skipped`; when every step
+    since the last record was skipped the means hold that count alone."""
 
     def __init__(self):
-        self.sums, self.n = {}, 0
+        self.sums, self.n, self.skipped = {}, 0, None
 
-    def add(self, values: dict):
+    def add(self, values: dict, skipped=None):
+        if skipped is not None:
+            values = {k: torch.where(skipped, torch.zeros_like(v), v) for k, v in values.items()}
+            self.skipped = skipped.float() if self.skipped is None else self.skipped + skipped.float()
         for k, v in values.items():
             self.sums[k] = self.sums[k] + v if k in self.sums else v
         self.n += 1
@@ -868,12 +988,16 @@ class RunningMeans:
     def means(self) -> dict:
         if not self.n:
             return {}
-        return dict(zip(self.sums, (torch.stack(list(self.sums.values())) / self.n).tolist()))
+        skipped = self.skipped if self.skipped is not None else torch.zeros(())
+        *sums, skipped = torch.stack([*self.sums.values(), skipped.to(torch.float32)]).tolist()
+        kept = self.n - skipped
+        means = {k: v / kept for k, v in zip(self.sums, sums)} if kept else {}
+        return {**means, "amp_skipped": int(skipped)} if self.skipped is not None else means
 
     def reset(self):
-        self.sums, self.n = {}, 0
+        self.sums, self.n, self.skipped = {}, 0, None
 
 
 class NonFinite(Exception):
-    def __init__(self, means):
-        self.means = means
+    def __init__(self, means, why="non-finite loss"):
+        self.means, self.why = means, why

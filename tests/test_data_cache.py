@@ -8,7 +8,10 @@ import hashlib
 import json
 import os
 import pickle
+import signal
 import struct
+import subprocess
+import sys
 import threading
 from contextlib import nullcontext
 
@@ -21,7 +24,7 @@ import gancore.data as gd
 import gancore.evaluator as ev
 from gancore.data import Dataset, as_float, batch_indices, in_memory_limit, load_dataset
 from gancore.errors import ConfigError, DataError
-from conftest import wait_for
+from conftest import ROOT, wait_for
 
 
 def old_floats(levels: torch.Tensor) -> torch.Tensor:
@@ -266,13 +269,102 @@ def test_a_failed_decode_leaves_nothing_and_temp_names_are_never_read(tmp_path):
     (root / "dog" / "bad.png").write_text("not an image")
     with pytest.raises(DataError, match="bad.png"):
         load_dataset("folder", str(root))
-    assert list((gd.cache_root() / "data").iterdir()) == []  # no entry, no temp file
+    left = list((gd.cache_root() / "data").iterdir())
+    assert [(f.suffix, f.stat().st_size) for f in left] == [(".lock", 0)]  # no entry, no temp file: the empty lock
 
     (root / "dog" / "bad.png").unlink()
     ds = load_dataset("folder", str(root))
     stem = ds.cache_file.name[:-len(".x.npy")]
     (ds.cache_file.parent / f".{stem}.json.123.tmp").write_text("{}")  # what a writer mid-rename leaves
     assert load_dataset("folder", str(root)).cache_file == ds.cache_file
+
+
+# A process loading a folder set, as each rank of a torchrun launch does. Its image decoder is slowed by
+# argv[3] seconds an image, so that the others arrive while it decodes, and a negative delay hangs it in
+# its first image (to be killed there). It waits for the file argv[1] before loading, so that several
+# start loading at the same moment, and prints a hash of what it loaded.
+LOADER = """
+import hashlib, os, sys, time
+from pathlib import Path
+import gancore.data as gd
+
+go, root, delay = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+open_image = gd._open_image
+
+def slow_open_image(path):
+    Path(go.parent / f"decoding-{os.getpid()}").touch()
+    time.sleep(delay if delay >= 0 else 600)
+    return open_image(path)
+
+gd._open_image = slow_open_image
+Path(go.parent / f"ready-{os.getpid()}").touch()
+while not go.exists():
+    time.sleep(0.005)
+ds = gd.load_dataset("folder", root)
+print(hashlib.sha256(ds.x.numpy().tobytes() + ds.y.numpy().tobytes()).hexdigest(), ds.cache_file)
+"""
+
+
+def start_loaders(sync, root, n, delay):
+    """n loader processes, started now, held at the barrier in the directory `sync` until `release(sync, ...)`."""
+    sync.mkdir()
+    return [subprocess.Popen([sys.executable, "-c", LOADER, str(sync / "go"), str(root), str(delay)],
+                             cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(n)]
+
+
+def release(sync, procs):
+    wait_for(lambda: len(list(sync.glob("ready-*"))) == len(procs), timeout=120, what="the loaders to import gancore")
+    (sync / "go").touch()
+
+
+def loaded(proc, timeout=120):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    digest, cache_file = out.split()
+    return digest, cache_file, err
+
+
+def test_processes_loading_a_new_set_at_once_decode_it_once(tmp_path):
+    root = folder_of_pngs(tmp_path / "f", n_per_class=20)  # 40 images, 40 x 20 ms of decoding
+    sync = tmp_path / "sync"
+    procs = start_loaders(sync, root, 3, delay=0.02)
+    release(sync, procs)
+    results = [loaded(p) for p in procs]
+
+    decoders = [err for _, _, err in results if "decoding f" in err]  # the progress bar each decoding prints
+    assert len(decoders) == 1, f"{len(decoders)} of 3 processes decoded the set"
+    assert len(list(sync.glob("decoding-*"))) == 1  # the others never opened an image
+    assert [err for _, _, err in results if err not in decoders] == ["", ""]  # the waiters print nothing
+    assert len({(digest, cache_file) for digest, cache_file, _ in results}) == 1  # the same data, one entry
+    here = load_dataset("folder", str(root))  # and this process finds it cached too
+    digest = hashlib.sha256(here.x.numpy().tobytes() + here.y.numpy().tobytes()).hexdigest()
+    assert (digest, str(here.cache_file)) == results[0][:2] and len(cache_entries()) == 1
+
+
+def test_a_decoder_killed_mid_decode_does_not_block_the_next(tmp_path):
+    root = folder_of_pngs(tmp_path / "f")
+    [stuck] = start_loaders(tmp_path / "first", root, 1, delay=-1)  # hangs in its first image, holding the lock
+    release(tmp_path / "first", [stuck])
+    wait_for(lambda: list((tmp_path / "first").glob("decoding-*")), timeout=60, what="the decoding to start")
+    stuck.send_signal(signal.SIGKILL)
+    stuck.communicate()
+    leftovers = list((gd.cache_root() / "data").glob(".*.tmp"))  # the .npy it was writing
+
+    [nxt] = start_loaders(tmp_path / "next", root, 1, delay=0)
+    release(tmp_path / "next", [nxt])
+    digest, cache_file, err = loaded(nxt, timeout=60)  # would time out on a lock the dead process still held
+    assert "decoding f" in err
+    here = load_dataset("folder", str(root))
+    assert hashlib.sha256(here.x.numpy().tobytes() + here.y.numpy().tobytes()).hexdigest() == digest
+    assert leftovers and not list((gd.cache_root() / "data").glob(".*.tmp"))  # the dead writer's temp file removed
+
+
+def test_without_flock_each_process_decodes_as_before(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # `import fcntl` fails, as on Windows
+    levels, _ = rgb_npz(tmp_path / "d.npz", n=20)
+    assert torch.equal(load_dataset("npz", str(tmp_path / "d.npz")).images(), old_floats(levels))
+    assert len(cache_entries()) == 1
 
 
 def test_folder_decoding_shows_progress(tmp_path, capsys):

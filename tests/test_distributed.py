@@ -66,6 +66,52 @@ def test_two_processes_train_one_run_with_identical_ranks(runs_root):
     assert not torch.equal(state["rng"]["ranks"][0]["data"], state["rng"]["ranks"][1]["data"])  # own batches
 
 
+def drawn(state, rank, stream="z"):
+    """What rank `rank`'s generator `stream` draws next, from a checkpoint's saved state."""
+    gen = torch.Generator()
+    gen.set_state(state["rng"]["ranks"][rank][stream])
+    return torch.rand(8, generator=gen)
+
+
+@pytest.mark.parametrize("recipe", [
+    dict(),  # the default DCGAN: batch norm in D, whose statistics follow each rank's own fakes
+    dict(loss="hinge", r1_gamma=1.0),
+    dict(model="progressive", image_size=16, fade_images=64, stable_images=64),
+    dict(conditioning="projection", sn_g=True),
+], ids=["dcgan", "r1", "progressive", "projection-sn_g"])
+def test_ranks_with_their_own_streams_end_done_and_agree(runs_root, recipe):
+    """Each rank draws its own batches and noise (not the same stream under another name), and still every rank
+    ends with the same G, D and G_ema: the agreement check at the end holds, so the run ends done."""
+    code, _, err = torchrun(runs_root, flags(**tiny(name="own", batch_size=32, steps=6, ckpt_every=6, **recipe)))
+    assert code == 0, err
+    assert runs.read_status(runs_root / "own")["state"] == "done"
+    assert "ranks agree: G, D and G_ema are identical on all 2 processes" in (runs_root / "own" / "train.log").read_text()
+    state = weights(runs_root / "own", 6)
+    for stream in ("z", "data"):
+        assert not torch.equal(drawn(state, 0, stream), drawn(state, 1, stream))
+
+
+def test_a_resume_on_a_machine_without_the_run_directory_stops_every_rank_with_one_line(runs_root):
+    run_dir = gancore.train(tiny(name="here", dataset="ring", steps=4, ckpt_every=4))
+    start = time.monotonic()
+    code, _, err = torchrun(runs_root, ["--resume", run_dir, "--steps", "8"], env={"GANCORE_FAULT": "1:no-run-dir"})
+    assert code != 0 and time.monotonic() - start < 60
+    assert f"--resume: {run_dir} is not visible on " in err and "(rank 1)" in err
+    assert "a filesystem all of them share" in err
+    assert runs.read_status(run_dir)["state"] == "done" and runs.read_status(run_dir)["step"] == 4  # untouched
+
+
+def test_an_evaluator_trained_at_the_start_keeps_the_other_ranks_out_of_the_collective_timeout(runs_root, tmp_path):
+    """--eval_train_evaluator on data with no evaluator yet (~17 s to train on one thread): the other rank waits on
+    the evaluator cache's lock, not in a collective whose timeout (here 8 s) would fail the run."""
+    code, _, err = torchrun(runs_root, flags(**tiny(name="evaluated", image_size=12, batch_size=32, steps=4,
+                                                    eval_every=4, eval_n=40, eval_train_evaluator=True)),
+                            env={"GANCORE_DIST_TIMEOUT": "8", "GANCORE_CACHE": str(tmp_path / "cache")})
+    assert code == 0, err
+    assert runs.read_status(runs_root / "evaluated")["state"] == "done"
+    assert "fid" in runs.read_metrics(runs_root / "evaluated")[-1]
+
+
 @pytest.mark.parametrize("recipe", [
     dict(loss="wgan-gp", n_critic=2, sn_d=True, conditioning="acgan"),  # double backward, SN buffers, ACGAN head
     dict(loss="hinge", r1_gamma=1.0, conditioning="projection", model="resnet"),  # R1, conditional BN
