@@ -231,6 +231,31 @@ def test_the_optimiser_takes_the_kernel_of_the_device_it_resumes_on(saved_fused,
     assert make_optimizer(cfg, model, 1e-3).param_groups[0].get("fused") in (None, False)  # CPU: the plain kernel
 
 
+# ---------------------------------------------------------------- collectives
+def test_a_ddp_step_makes_no_collective_of_its_own(tmp_path, monkeypatch):
+    """Under DDP a step's only exchanges are DDP's own (gradients, buffers at the wrapped forwards); the EMA once
+    broadcast each of G's buffers every step. A one-process gloo group stands in for the world of two."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        calls = []
+        for name in ("broadcast", "all_reduce", "all_gather", "all_gather_object", "broadcast_object_list"):
+            real = getattr(dist, name)
+            monkeypatch.setattr(dist, name, lambda *a, _name=name, _real=real, **k: calls.append(_name) or _real(*a, **k))
+        cfg, data = load_and_resolve(dict(tiny(conditioning="concat", ema=True), runs_root=str(tmp_path)))
+        trainer = Trainer(tmp_path, cfg, data, world=distributed.World(rank=0, size=2))
+        for _ in range(3):
+            trainer.step += 1
+            trainer.train_step(measure=False)
+        assert calls == []
+        (tmp_path / "checkpoints").mkdir()
+        trainer.save_checkpoint(0.0)  # a checkpoint, by contrast, takes rank 0's buffers: one broadcast
+        assert calls.count("broadcast") == 1
+    finally:
+        dist.destroy_process_group()
+
+
 # ---------------------------------------------------------------- per-rank streams
 @pytest.mark.parametrize("seed", [0, 1, 7, 2**31 - 1, 2**32 + 5, 2**62])
 def test_every_rank_draws_its_own_stream_on_a_cpu_generator(seed):
