@@ -10,12 +10,22 @@ projection on ResNet, wgan-gp + R1, wgan on the ring (losses per record); concat
 DCGAN on digits and MNIST-5k with evaluations (FID, KID, IS, conditional accuracy), and the ring's
 mode coverage.
 """
+import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).resolve().parents[1]))
+
+def checkout() -> str:
+    """The checkout to measure, read from the command line before gancore is imported: the import comes from it."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first sentence spans two lines
+    p.add_argument("checkout", nargs="?", default=str(Path(__file__).resolve().parents[1]),
+                   help="a gancore checkout (default: this one)")
+    return p.parse_args().checkout
+
+
+sys.path.insert(0, checkout())
 import gancore  # noqa: E402
 
 BASE = dict(dataset="digits", z_dim=8, g_width=8, d_width=8, embed_dim=4, batch_size=16, steps=10, log_every=5,

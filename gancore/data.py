@@ -185,28 +185,37 @@ class Dataset:
         """
         return as_float(self.x if idx is None else self.x[idx])
 
-    def batch(self, batch_size: int, generator: torch.Generator | None = None):
+    def batch(self, batch_size: int, generator: torch.Generator | None = None, part: tuple[int, int] = (0, 1)):
         """Draw `batch_size` samples with replacement: x (B, ...) float32 and y (B,) or None.
 
         Indices are drawn on x's device so the training loop never waits on the host;
         `generator` must therefore live on that device too. A streamed set draws them where
         `generator` lives and gathers from the host map: a host round trip per batch that
-        `loader()` avoids.
+        `loader()` avoids. part (i, n): the i-th of n equal slices of the batch drawn (one process's
+        share of a global batch: n processes drawing from the same stream see the images one would).
         """
         if self.streamed:
             where = generator.device if generator is not None else "cpu"
-            idx = torch.randint(len(self), (batch_size,), generator=generator, device=where).cpu()
-            return _deliver(*_gather(self, idx), self.streamed_to)
-        idx = torch.randint(len(self.x), (batch_size,), generator=generator, device=self.x.device)
+            idx = torch.randint(len(self), (batch_size,), generator=generator, device=where)
+            return _deliver(*_gather(self, share(idx, part).cpu()), self.streamed_to)
+        idx = share(torch.randint(len(self.x), (batch_size,), generator=generator, device=self.x.device), part)
         return as_float(self.x[idx]), None if self.y is None else self.y[idx]
 
-    def loader(self, batch_size: int, seed: int, device=None, prefetch: int = 2) -> Loader:
+    def loader(self, batch_size: int, seed: int, device=None, prefetch: int = 2, part=(0, 1)) -> Loader:
         """Numbered batches for training, batch k drawn from (seed, k) alone; see `Loader`.
 
         device: where batches are delivered (default: `self.device`). prefetch: batches a background
         thread gathers ahead when x is on the host (0: none, each batch is made by `next()`).
+        part (i, n): the i-th of n equal slices of each batch (see `batch`).
         """
-        return Loader(self, batch_size, seed, device, prefetch)
+        return Loader(self, batch_size, seed, device, prefetch, part)
+
+
+def share(t: torch.Tensor, part: tuple[int, int]) -> torch.Tensor:
+    """The i-th of n equal slices of t's first dimension, for part (i, n)."""
+    i, n = part
+    b = t.shape[0] // n
+    return t if n == 1 else t[i * b:(i + 1) * b]
 
 
 def _resolve(device) -> torch.device:
@@ -298,7 +307,7 @@ class Loader:
     sequence. `close()` stops the thread (a closed loader still serves batches, without it).
     """
 
-    def __init__(self, data: Dataset, batch_size: int, seed: int, device=None, prefetch: int = 2):
+    def __init__(self, data: Dataset, batch_size: int, seed: int, device=None, prefetch: int = 2, part=(0, 1)):
         if batch_size < 1:
             raise ConfigError(f"--batch_size: must be positive, got {batch_size}")
         if prefetch < 0:
@@ -308,7 +317,7 @@ class Loader:
         self.prefetch = prefetch if data.x.device.type == "cpu" else 0
         self.k = 0  # batches handed out so far
         # what makes batch k; holds no reference to the loader, so a forgotten loader is collected (__del__)
-        self._fetch = functools.partial(_fetch, data, self.batch_size, self.seed, self.device)
+        self._fetch = functools.partial(_fetch, data, self.batch_size, self.seed, self.device, tuple(part))
         self._thread = self._queue = self._stop = None
         self._start()
 
@@ -378,9 +387,10 @@ class Loader:
             return item
 
 
-def _fetch(data: Dataset, batch_size: int, seed: int, device: torch.device, k: int):
-    """Batch k gathered where x is stored: pinned when bound for a GPU, floats when it is already there."""
-    idx = batch_indices(len(data), batch_size, seed, k)  # (B,) on the CPU
+def _fetch(data: Dataset, batch_size: int, seed: int, device: torch.device, part: tuple[int, int], k: int):
+    """Batch k (its slice `part`) gathered where x is stored: pinned when bound for a GPU, floats when it is
+    already there."""
+    idx = share(batch_indices(len(data), batch_size, seed, k), part)  # (B / n,) on the CPU
     if data.x.device.type != "cpu":  # a pinned copy does not wait for the GPU's queue
         idx = idx.pin_memory().to(data.x.device, non_blocking=True)
     xb, yb = _gather(data, idx)

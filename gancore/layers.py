@@ -22,7 +22,9 @@ class BatchNorm(nn.Module):
 
 
 class ConditionalBatchNorm(nn.Module):
-    """Batch norm whose scale and shift are looked up per class (de Vries et al. 2017; Miyato & Koyama 2018)."""
+    """Batch norm whose scale and shift are looked up per class (de Vries et al. 2017; Miyato & Koyama 2018).
+
+    The two tables (`gamma`, `beta`) are left out of spectral norm: see `models.apply_spectral_norm`."""
 
     def __init__(self, channels: int, num_classes: int):
         super().__init__()

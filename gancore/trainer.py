@@ -26,6 +26,7 @@ from tqdm import tqdm
 from . import distributed, runs
 from .augment import diff_augment, parse_policy
 from .conditioning import METHODS
+from .data import share
 from .config import TrainConfig, check_split, coerce
 from .errors import ConfigError, GancoreError, RunError
 from .losses import LOSSES, d_output, feature_matching
@@ -345,6 +346,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         self.data = data.to(self.device)
         self.batch = cfg.batch_size // world.size  # batch_size is global: each process draws its share
+        self.part = (world.rank, world.size)  # this process's slice of every global batch of images and noise
         self.conditional = cfg.conditioning != "none"
         self.method = METHODS[cfg.conditioning]  # owns its extra loss terms (ACGAN's class loss)
         self.d_loss, self.g_loss = LOSSES[cfg.loss]
@@ -390,9 +392,10 @@ class Trainer:
             self.D_frozen = self.D_step if not world.multi else compile(self.D)
 
         # Separate generators: batch indices and training noise are reproducible and resumable,
-        # and sampling/evaluation never disturb the training stream. Each rank has its own streams.
-        self.gen_data = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(cfg.seed + 1, world.rank))
-        self.gen_z = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(cfg.seed + 2, world.rank))
+        # and sampling/evaluation never disturb the training stream. Every rank draws the same global batch
+        # and keeps its slice (`part`): N processes train on the images and noise one process would draw.
+        self.gen_data = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.gen_z = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
         self.fixed_z, self.fixed_y = self.fixed_batch()
         # Progressive growing: the stage and fade follow the real images seen (so a resume lands mid-fade exactly)
         self.schedule = Schedule(self.G.stages, cfg.fade_images, cfg.stable_images) \
@@ -400,7 +403,7 @@ class Trainer:
         self.phase = (0, 1.0)
         # A dataset too large for the device streams from its memory map: batch k's indices are a function of
         # (seed, k), gathered ahead by a background thread (data.Loader); in memory, indices come from gen_data.
-        self.loader = self.data.loader(self.batch, distributed.rank_seed(cfg.seed + 1, world.rank), self.device) \
+        self.loader = self.data.loader(cfg.batch_size, cfg.seed + 1, self.device, part=self.part) \
             if self.data.streamed else None
 
         self.scorer, self.notes = scorer, list(notes)  # scorer: image metrics (None: 2-D data, or no evaluator)
@@ -427,12 +430,15 @@ class Trainer:
         return z.to(self.device), (y.to(self.device) if y is not None else None)
 
     # ---------------------------------------------------------------- one training step
-    def noise(self, n):
+    def noise(self):
+        """This process's share of a global batch of noise, and of random labels when conditional."""
+        n = self.cfg.batch_size
         z = torch.randn(n, self.cfg.z_dim, generator=self.gen_z, device=self.device)
         y = None
         if self.conditional:
-            y = torch.randint(0, self.data.num_classes, (n,), generator=self.gen_z, device=self.device)
-        return z, y
+            y = share(torch.randint(0, self.data.num_classes, (n,), generator=self.gen_z, device=self.device),
+                      self.part)
+        return share(z, self.part), y
 
     def D_judge(self, x, y, D=None):
         """D's (logits, class_logits, features) on what it sees: DiffAugment first when on (real and fake alike).
@@ -462,17 +468,18 @@ class Trainer:
 
     def train_step(self, measure: bool) -> dict:
         """One G step and its D steps; returns detached scalars to log (and gradient norms when measured)."""
-        cfg, B = self.cfg, self.batch
+        cfg = self.cfg
         out = {}
 
         # (1) Update D: n_critic times on fresh real and fake batches.
         self.D.requires_grad_(True)
         skipped = None  # fp16: whether the grad scaler skipped any of this step's updates (a device tensor)
         for _ in range(cfg.n_critic):
-            x, y = self.loader.next() if self.loader else self.data.batch(B, self.gen_data)  # (B, ...), labels or None
+            # (B, ...) and labels or None: this process's share of a global batch
+            x, y = self.loader.next() if self.loader else self.data.batch(cfg.batch_size, self.gen_data, self.part)
             if self.schedule:  # real images at the stage's resolution, faded as G's output is
                 x = fade_real(x, *self.phase)
-            z, _ = self.noise(B)
+            z, _ = self.noise()
             y = y if self.conditional else None  # fakes get the real batch's labels
             with self.autocast():
                 with torch.no_grad():
@@ -503,7 +510,7 @@ class Trainer:
 
         # (2) Update G: make D call fakes real. D's weights are frozen so no D gradients are computed.
         self.D.requires_grad_(False)
-        z, y_fake = self.noise(B)
+        z, y_fake = self.noise()
         with self.autocast():
             logits, cls, features = self.D_judge(self.G_step(z, y_fake), y_fake, D=self.D_frozen)
             loss_g = self.g_loss(logits.float())
@@ -907,9 +914,11 @@ class Trainer:
     def load_checkpoint(self, state: dict):
         """Continue from a checkpoint's state (runs.load_checkpoint: tensors on the CPU).
 
-        Weights, optimisers and counters always continue exactly. The random streams do when the run
-        resumes with as many processes on the same kind of device; otherwise each rank starts fresh
-        streams seeded from (seed, step, rank), and train.log says so.
+        Weights, optimisers and counters always continue exactly; so do the batches and noise (global streams,
+        the same on every rank) on the same kind of device. The other random streams (dropout, augmentation,
+        penalties' draws: each rank's own) continue when as many processes resume; otherwise each rank starts
+        them fresh, seeded from (seed, step, rank), and train.log says so. A run moved between CPU and GPU
+        starts every stream fresh (MT19937 and Philox states do not cross).
         """
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
@@ -922,21 +931,30 @@ class Trainer:
                 scaler.load_state_dict(saved)
         self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
         rng, saved_world = state["rng"], state.get("world_size", 1)
+        shared = rng["ranks"][0] if "ranks" in rng else rng  # batches and noise: the same on every rank
         mine = (rng["ranks"][self.world.rank] if "ranks" in rng else rng) if saved_world == self.world.size else None
-        saved_device = (mine or {}).get("device", state["config"].get("device"))  # older checkpoints: the run's device
-        if mine is None or saved_device != self.device.type:
-            why = (f"{saved_world} process(es) trained it, {self.world.size} resume it" if mine is None else
-                   f"it was trained on {saved_device}, it resumes on {self.device.type}")
-            fresh = self.cfg.seed + 7919 * self.step
+        saved_device = shared.get("device", state["config"].get("device"))  # older checkpoints: the run's device
+        fresh = self.cfg.seed + 7919 * self.step
+        if saved_device != self.device.type:
             torch.manual_seed(distributed.rank_seed(fresh, self.world.rank))
-            self.gen_data.manual_seed(distributed.rank_seed(fresh + 1, self.world.rank))
-            self.gen_z.manual_seed(distributed.rank_seed(fresh + 2, self.world.rank))
-            self.notes.append(f"resume: {why}; weights, optimisers and counters continue exactly, batches and "
-                              f"noise from fresh streams seeded from (seed, step {self.step}, rank)")
+            self.gen_data.manual_seed(fresh + 1)
+            self.gen_z.manual_seed(fresh + 2)
+            self.notes.append(f"resume: it was trained on {saved_device}, it resumes on {self.device.type}; weights, "
+                              f"optimisers and counters continue exactly, batches and noise from fresh streams "
+                              f"seeded from (seed, step {self.step})")
             if self.loader:
                 self.loader.close()
-                self.loader = self.data.loader(self.batch, distributed.rank_seed(fresh + 1, self.world.rank),
-                                               self.device)
+                self.loader = self.data.loader(self.cfg.batch_size, fresh + 1, self.device, part=self.part)
+            return
+        self.gen_data.set_state(shared["data"].cpu())  # generator states are CPU byte tensors, whatever the device
+        self.gen_z.set_state(shared["z"].cpu())
+        if self.loader:  # one batch per D update so far (checkpoints from before streaming have no count)
+            self.loader.load_state(shared.get("loader") or {"k": self.step * self.cfg.n_critic})
+        if mine is None:
+            torch.manual_seed(distributed.rank_seed(fresh, self.world.rank))
+            self.notes.append(f"resume: {saved_world} process(es) trained it, {self.world.size} resume it; weights, "
+                              f"optimisers, counters, batches and noise continue exactly, dropout and augmentation "
+                              f"draws from fresh streams seeded from (seed, step {self.step}, rank)")
             return
         torch.set_rng_state(mine["torch"].cpu())
         cuda = mine.get("cuda")
@@ -947,10 +965,6 @@ class Trainer:
         name, key, *rest = mine["numpy"]
         np.random.set_state((name, np.array(key, dtype=np.uint32), *rest))
         random.setstate((mine["python"][0], tuple(mine["python"][1]), mine["python"][2]))
-        self.gen_data.set_state(mine["data"].cpu())  # generator states are CPU byte tensors, whatever the device
-        self.gen_z.set_state(mine["z"].cpu())
-        if self.loader:  # one batch per D update so far (checkpoints from before streaming have no count)
-            self.loader.load_state(mine.get("loader") or {"k": self.step * self.cfg.n_critic})
 
     def log(self, line, to_console=True):
         """A line in train.log (opened once by run) and, unless a progress bar shows it, on stderr."""

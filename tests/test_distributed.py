@@ -63,14 +63,14 @@ def test_two_processes_train_one_run_with_identical_ranks(runs_root):
     assert log.count("step 8 ") == 1  # one writer
     state = weights(runs_root / "ddp", 8)
     assert state["world_size"] == 2 and len(state["rng"]["ranks"]) == 2
-    assert not torch.equal(state["rng"]["ranks"][0]["data"], state["rng"]["ranks"][1]["data"])  # own batches
-
-
-def drawn(state, rank, stream="z"):
-    """What rank `rank`'s generator `stream` draws next, from a checkpoint's saved state."""
-    gen = torch.Generator()
-    gen.set_state(state["rng"]["ranks"][rank][stream])
-    return torch.rand(8, generator=gen)
+    ranks = state["rng"]["ranks"]
+    assert torch.equal(ranks[0]["data"], ranks[1]["data"])  # one global stream of batches, each rank its slice
+    draws = []
+    for rank in ranks:  # dropout, augmentation and penalty draws: each rank's own (the draws differ, not only bytes)
+        gen = torch.Generator()
+        gen.set_state(rank["torch"])
+        draws.append(torch.rand(8, generator=gen))
+    assert not torch.equal(*draws)
 
 
 @pytest.mark.parametrize("recipe", [
@@ -86,9 +86,26 @@ def test_ranks_with_their_own_streams_end_done_and_agree(runs_root, recipe):
     assert code == 0, err
     assert runs.read_status(runs_root / "own")["state"] == "done"
     assert "ranks agree: G, D and G_ema are identical on all 2 processes" in (runs_root / "own" / "train.log").read_text()
-    state = weights(runs_root / "own", 6)
-    for stream in ("z", "data"):
-        assert not torch.equal(drawn(state, 0, stream), drawn(state, 1, stream))
+
+
+def test_two_processes_train_what_one_process_trains(runs_root):
+    """Every rank draws the global batch of images and noise and keeps its half; DDP averages the gradients and the
+    records average the means. So two processes train the one-process run: the same losses at every record and the
+    same weights, up to float summation order (an MLP: no batch statistics, which would see half the batch). Each
+    rank drawing the same half, or its own stream, or a gradient or loss left unaveraged, would break the equality."""
+    common = dict(dataset="ring", model="mlp", g_width=16, d_width=16, z_dim=2, batch_size=64, steps=30, log_every=5,
+                  ckpt_every=30, sample_every=30, eval_every=0, ema_rampup=0.5, device="cpu")
+    code, _, err = torchrun(runs_root, flags(**dict(common, name="two")))
+    assert code == 0, err
+    gancore.train(dict(common, name="one"))
+    two, one = runs.read_metrics(runs_root / "two"), runs.read_metrics(runs_root / "one")
+    for key in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g"):
+        assert [r[key] for r in two] == pytest.approx([r[key] for r in one], rel=1e-4, abs=1e-6), key
+    a, b = weights(runs_root / "two", 30), weights(runs_root / "one", 30)
+    for net in ("G", "D", "G_ema"):
+        for name in a[net]:
+            assert torch.allclose(a[net][name], b[net][name], rtol=1e-4, atol=1e-5), f"{net}.{name}"
+    assert not torch.equal(a["G"][next(iter(a["G"]))], a["G_ema"][next(iter(a["G"]))])  # the EMA past its ramp-up
 
 
 def test_a_resume_on_a_machine_without_the_run_directory_stops_every_rank_with_one_line(runs_root):

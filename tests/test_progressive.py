@@ -166,15 +166,20 @@ def test_state_dict_carries_stage_and_alpha():
         assert_close(D2(x, y)[0], D(x, y)[0], rtol=0, atol=0)
 
 
-def test_buffer_copy_moves_the_stage_as_the_trainers_ema_does():
+def test_the_ema_copy_follows_the_stage_as_the_trainer_sets_it():
+    """The trainer's EMA G is a deep copy of G that moves with set_stage at every step (grow()), and takes G's
+    buffers after each G step; forward reads the phase set_stage left (a bare buffer copy does not move it)."""
     G, _ = nets()
     G.set_stage(0)
     G_ema = copy.deepcopy(G)
-    G.set_stage(1, 0.5)
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+    assert G_ema.phase() == (0, 1.0)
+    for net in (G, G_ema):  # grow()
+        net.set_stage(1, 0.5)
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):  # update_ema()
         b_ema.copy_(b)
     z, y, _ = inputs()
-    assert G_ema.phase() == (1, 0.5) and G_ema(z, y).shape == (B, 1, 8, 8)
+    assert G_ema.phase() == (1, 0.5) and (int(G_ema.stage), float(G_ema.alpha)) == (1, 0.5)
+    assert G_ema(z, y).shape == (B, 1, 8, 8)
 
 
 # ---------------------------------------------------------------- equalized learning rate

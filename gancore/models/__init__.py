@@ -3,6 +3,7 @@ the architectural stabilisers (packing, dropout, minibatch stddev, virtual BN, s
 import torch.nn as nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..layers import ConditionalBatchNorm
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 from .progressive import ProgressiveDiscriminator, ProgressiveGenerator, upsample_to
@@ -17,8 +18,17 @@ NETWORKS = {
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
-    """Spectral norm (Miyato et al. 2018) on every linear, conv and embedding weight of `module`."""
+    """Spectral norm (Miyato et al. 2018) on every linear, conv and embedding weight of `module`, except conditional
+    batch norm's per-class gain and bias tables."""
+    # Those tables scale and shift G's features per class rather than map them, so spectral norm's bound on a
+    # layer's gain has nothing to act on; and normalising them breaks them: the bias table starts at zero (sigma 0,
+    # 0 / 0: G is NaN at the first step) and the gain table of ones would shrink to 1 / sqrt(classes * channels).
+    # Every other embedding (the label at G's or D's input, D's projection) is a linear map of the one-hot label
+    # and keeps spectral norm.
+    tables = {id(t) for m in module.modules() if isinstance(m, ConditionalBatchNorm) for t in (m.gamma, m.beta)}
     for m in list(module.modules()):
+        if id(m) in tables:
+            continue
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.Embedding)):
             # ConvTranspose2d keeps output channels in dim 1 of its weight
             spectral_norm(m, dim=1 if isinstance(m, nn.ConvTranspose2d) else 0)

@@ -5,7 +5,8 @@ stage in.
 Stage s works at 4 * 2**s pixels; a 32 px model has stages 0..3 (4, 8, 16, 32 px). Every layer of
 every stage exists from construction, so optimisers, EMA and checkpoints always see the same
 parameters; a stage not reached yet just gets no gradient. The current stage and the fade alpha
-are buffers (`set_stage`), so `state_dict` carries them and a resume mid-fade restores them.
+are buffers (`set_stage`), so `state_dict` carries them and a resume mid-fade restores them; forward
+reads a Python copy of them, since reading a buffer on a GPU waits for the GPU.
 
     G at stage s:  x = (1 - a) * upsample(rgb_{s-1}(h_{s-1})) + a * rgb_s(block_s(h_{s-1}))
     D at stage s:  h = (1 - a) * fromRGB_{s-1}(downsample(x)) + a * block_s(fromRGB_s(x))
@@ -18,6 +19,7 @@ here: see docs/progressive.md.
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -142,7 +144,14 @@ def stage_widths(stages: int, width: int, width_max: int) -> list[int]:
 
 # ---------------------------------------------------------------- stage and alpha
 class Growing(nn.Module):
-    """What G and D share: the number of stages, and the current stage and fade alpha as buffers.
+    """What G and D share: the number of stages, and the current stage and fade alpha.
+
+    They live twice: as buffers, which `state_dict` carries (checkpoints, resume), and as Python numbers
+    (`phase()`), which forward reads: reading a buffer's value on a GPU waits for every kernel queued before it,
+    and forward needs the phase for its control flow. `set_stage` writes both; `load_state_dict` (directly or
+    through a module holding this one) loads the buffers and then refreshes the Python copy from them;
+    `copy.deepcopy` copies both. Writing the buffers any other way (`copy_`) does not move the phase:
+    call `set_stage`.
 
     A freshly built network is fully grown (last stage, alpha 1), so it meets the network contract
     (images of the data's shape) until someone calls `set_stage`.
@@ -153,26 +162,38 @@ class Growing(nn.Module):
         self.stages = stages
         self.register_buffer("stage", torch.tensor(stages - 1))  # long scalar
         self.register_buffer("alpha", torch.tensor(1.0))  # float scalar; weight of the newest stage
+        self._phase = (stages - 1, 1.0)  # (stage, alpha) as the buffers hold them
 
     def set_stage(self, stage: int, alpha: float = 1.0) -> None:
-        """Work at `stage` (0 = 4 px) with the newest stage blended in at weight `alpha` (ignored at stage 0)."""
+        """Work at `stage` (0 = 4 px) with the newest stage blended in at weight `alpha` (ignored at stage 0).
+
+        Called at every step by the trainer: it returns at once when the phase is unchanged, and writes the
+        buffers without reading them back (no wait for the GPU)."""
         if not 0 <= stage < self.stages:
             raise ValueError(f"stage {stage} is outside 0..{self.stages - 1}")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha {alpha} is outside [0, 1]")
+        # alpha as the float32 buffer holds it, so that forward computes with the value a checkpoint restores
+        phase = (int(stage), float(np.float32(alpha)))
+        if phase == self._phase:
+            return
         with torch.no_grad():
-            self.stage.fill_(int(stage))
-            self.alpha.fill_(float(alpha))
+            self.stage.fill_(phase[0])
+            self.alpha.fill_(phase[1])
+        self._phase = phase
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._phase = (int(self.stage), float(self.alpha))  # the loaded phase: one read per load, none per forward
 
     def phase(self) -> tuple[int, float]:
-        """(stage, alpha) as Python numbers. Read from the buffers at every forward, so a copy made by
-        `load_state_dict` or by an EMA's buffer copy takes effect at once (on CUDA: two scalar reads per forward)."""
-        return int(self.stage), float(self.alpha)
+        """(stage, alpha) as Python numbers (no read of the buffers)."""
+        return self._phase
 
     @property
     def resolution(self) -> int:
         """Pixels per side of the current stage."""
-        return resolution(int(self.stage))
+        return resolution(self._phase[0])
 
 
 # ---------------------------------------------------------------- G
