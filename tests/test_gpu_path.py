@@ -114,6 +114,20 @@ def test_autocast_runs_end_done_with_finite_records(runs_root, monkeypatch, prec
         assert all("amp_skipped" not in r for r in records)
 
 
+def test_penalties_under_the_grad_scaler_read_nothing_back():
+    """fp16 penalties unscale their input gradient by the scale as a device tensor (get_scale() is a host sync)."""
+    from gancore.regularizers import gradient_penalty, r1_penalty
+
+    D = lambda x, y: (torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3)).flatten(1).sum(1), None)  # noqa: E731
+    scaler = torch.amp.GradScaler("cpu")
+    scaler.scale(torch.ones(()))  # the scale tensor exists from the first scaled loss on
+    x = torch.randn(4, 1, 6, 6)
+    with count_syncs() as syncs:
+        r1_penalty(D, x, scaler=scaler)
+        gradient_penalty(D, x, x.flip(0), scaler=scaler)
+    assert syncs.count == 0, dict(syncs.where)
+
+
 def test_fp16_leaves_skipped_steps_out_of_the_means():
     """The mean of 3 steps, one of them skipped with a NaN loss, is the mean of the other two; all skipped: none."""
     from gancore.trainer import RunningMeans
