@@ -278,3 +278,13 @@ def test_every_rank_draws_its_own_stream_on_a_cpu_generator(seed):
     assert distributed.rank_seed(seed, 0) == seed
     assert len({tuple(d.tolist()) for d in draws}) == 8
     assert len({distributed.rank_seed(seed, r) % 2**32 for r in range(64)}) == 64
+
+
+def test_no_module_sets_the_legacy_tf32_flags():
+    """torch 2.9+ deprecates `allow_tf32`, and inductor refuses a mix of it and `fp32_precision`: the CUDA path sets
+    TF32 through `fp32_precision` only (code that runs on a GPU alone, so read, not run, here)."""
+    root = Path(gancore.__file__).parent
+    legacy = [f"{p.relative_to(root)}:{n}" for p in root.rglob("*.py")
+              for n, line in enumerate(p.read_text().splitlines(), 1) if "allow_tf32" in line]
+    assert legacy == []
+    assert 'fp32_precision = "tf32"' in (root / "trainer.py").read_text()
