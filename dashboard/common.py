@@ -99,6 +99,40 @@ def line_chart(frames: dict[str, pd.DataFrame], metric: str, x: str = "step", sm
     return fig
 
 
+def group_chart(groups: dict[str, dict[str, pd.DataFrame]], metric: str, x: str = "step", log_y: bool = False,
+                colors: dict[str, str] | None = None, height: int = 320) -> go.Figure:
+    """One metric of several groups of seeds: per group its mean curve, its 95 % t-band over the seeds, and each
+    of its runs as a faint line (replicates.band)."""
+    from gancore import replicates
+
+    colors = colors or views.colors(list(groups))
+    fig = go.Figure()
+    for label, frames in groups.items():
+        color = colors[label]
+        for name, df in frames.items():
+            s = views.series(df, metric, x, 0.0, max_points=1000)
+            if not s.empty:
+                fig.add_trace(go.Scatter(x=s["x"], y=s["raw"], mode="lines", line=dict(color=color, width=1),
+                                         opacity=0.2, name=name, legendgroup=label, showlegend=False,
+                                         hoverinfo="skip"))
+        b = views.thin(replicates.band(list(frames.values()), metric, x), 1000)
+        if b.empty:
+            continue
+        fig.add_trace(go.Scatter(x=list(b[x]) + list(b[x])[::-1], y=list(b["hi"]) + list(b["lo"])[::-1],
+                                 fill="toself", fillcolor=color, opacity=0.2, line=dict(width=0), name=f"{label} 95%",
+                                 legendgroup=label, showlegend=False, hoverinfo="skip"))
+        markers = "lines+markers" if len(b) < 30 else "lines"
+        fig.add_trace(go.Scatter(x=b[x], y=b["mean"], mode=markers, line=dict(color=color, width=2.5),
+                                 name=f"{label} (n={len(frames)})", legendgroup=label))
+    x_title = {v: k for k, v in views.X_AXES.items()}.get(x, x)
+    fig.update_layout(title=f"{metric}: mean of the seeds, 95% band", height=height,
+                      margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x_title,
+                      legend=dict(orientation="h", yanchor="bottom", y=-0.35, x=0), hovermode="x unified")
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
 def overlay_chart(df: pd.DataFrame, metric_names: list[str], title: str, colors: dict[str, str]) -> go.Figure:
     """Several metrics of one run on one chart, one line each (line_chart draws one metric of several runs)."""
     fig = go.Figure()

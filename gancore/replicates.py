@@ -22,13 +22,17 @@ REPLICATE_FIELDS = ("seed", "name", "runs_root")
 FLOAT_DIGITS = 3  # significant digits a float field is compared at: derived values (point_scale 0.7072 / 0.7071)
 
 
+def comparable(value):
+    """A config value as two configs are compared: a float at FLOAT_DIGITS significant digits, the rest as is."""
+    if isinstance(value, float) and math.isfinite(value) and value != 0:
+        return float(f"{value:.{FLOAT_DIGITS}g}")
+    return value
+
+
 def config_key(config: dict) -> str:
     """What a run's config says about training, as one string: every field but REPLICATE_FIELDS, floats rounded."""
-    def norm(v):
-        if isinstance(v, float) and math.isfinite(v) and v != 0:
-            return float(f"{v:.{FLOAT_DIGITS}g}")
-        return v
-    return json.dumps({k: norm(v) for k, v in sorted(config.items()) if k not in REPLICATE_FIELDS}, sort_keys=True)
+    return json.dumps({k: comparable(v) for k, v in sorted(config.items()) if k not in REPLICATE_FIELDS},
+                      sort_keys=True)
 
 
 def group_runs(configs: dict[str, dict]) -> dict[str, list[str]]:

@@ -157,11 +157,39 @@ def best_and_last(frames: dict[str, pd.DataFrame], metrics: list[str]) -> pd.Dat
 
 
 def config_diff(configs: dict[str, dict]) -> pd.DataFrame:
-    """Fields (rows) whose values differ between runs (columns); `name` and `runs_root` left out."""
+    """Fields (rows) whose values differ between runs (columns); `name` and `runs_root` left out, and floats that
+    differ past their third significant digit only (derived values: point_scale 0.7072 / 0.7071)."""
+    from .replicates import comparable
+
     keys = sorted({k for c in configs.values() for k in c} - {"name", "runs_root"})
     diff = {k: [c.get(k) for c in configs.values()] for k in keys}
-    diff = {k: v for k, v in diff.items() if len({repr(x) for x in v}) > 1}
+    diff = {k: v for k, v in diff.items() if len({repr(comparable(x)) for x in v}) > 1}
     return pd.DataFrame(diff, index=list(configs)).T.astype(str) if diff else pd.DataFrame()
+
+
+def parcoords_frame(configs: dict[str, dict], final: dict[str, float], outcome: str) -> pd.DataFrame | None:
+    """The config fields that differ among runs, and each run's final `outcome`, as numbers for a parallel-coordinates
+    chart: a row per run; a text field coded 0, 1, ... with its values in `attrs["labels"][field]`. None when no
+    field differs."""
+    from .replicates import REPLICATE_FIELDS, comparable
+
+    names = [n for n in configs if n in final]
+    fields = sorted({k for n in names for k in configs[n]} - set(REPLICATE_FIELDS) | {"seed"})
+    varying = [f for f in fields if len({repr(comparable(configs[n].get(f))) for n in names}) > 1]
+    if not varying:
+        return None
+    out, labels = {}, {}
+    for f in varying:
+        values = [configs[n].get(f) for n in names]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            out[f] = values
+        else:
+            labels[f] = sorted({str(v) for v in values})
+            out[f] = [labels[f].index(str(v)) for v in values]
+    out[outcome] = [final[n] for n in names]
+    frame = pd.DataFrame(out, index=names)
+    frame.attrs["labels"] = labels
+    return frame
 
 
 def metrics_csv(frames: dict[str, pd.DataFrame]) -> str:

@@ -1,8 +1,11 @@
-"""Compare: overlay any logged metric of several runs; best/last table, config diff, CSV, sample grids."""
+"""Compare: overlay any logged metric of several runs, or of groups of seeds (mean, 95 % band, pairwise verdicts);
+best/last table, config diff, parallel coordinates, CSV, sample grids."""
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from common import line_chart, metrics, run_names, runs_root
-from gancore import runs, views
+from common import group_chart, line_chart, metrics, run_names, runs_root
+from gancore import replicates, runs, views
 from gancore.records import provenance_difference
 
 st.title("Compare")
@@ -45,6 +48,12 @@ x_label = c2.radio("x axis", list(views.X_AXES), horizontal=False, key="cmp_x")
 smoothing = c3.slider("EMA smoothing", 0.0, 0.99, 0.6, 0.01, key="cmp_smooth",
                       help="the faded line is the raw value")
 log_y = c4.checkbox("log y", key="cmp_log")
+seed_groups = replicates.group_runs({n: configs[n] for n in selected})
+groupable = any(len(g) > 1 for g in seed_groups.values())
+# on by default once some group has several seeds (a key of its own then, so the default takes effect)
+grouping = st.toggle("Group seeds", key=f"cmp_group_{groupable}", value=groupable,
+                     help="runs whose configs differ only in seed form a group: its mean curve, a 95% band "
+                          "(Student t over the seeds) and its single runs, faint")
 
 # Scores are overlaid only among runs whose provenance agrees (metrics.check_comparable's rule).
 groups = views.comparable_groups(frames)
@@ -61,14 +70,50 @@ if excluded and any(m in views.SCORES for m in chosen):
                + "; ".join(reasons), icon=":material/block:")
 
 cols = st.columns(2)
+group_colors = views.colors(list(seed_groups))
 for i, m in enumerate(chosen):
     use = {n: frames[n] for n in (score_runs if m in views.SCORES else selected)}
-    fig = line_chart(use, m, views.X_AXES[x_label], smoothing if m not in views.SCORES else 0.0, log_y, colors)
+    if grouping:
+        by_group = {g: {n: use[n] for n in members if n in use} for g, members in seed_groups.items()}
+        fig = group_chart({g: f for g, f in by_group.items() if f}, m, views.X_AXES[x_label], log_y, group_colors)
+    else:
+        fig = line_chart(use, m, views.X_AXES[x_label], smoothing if m not in views.SCORES else 0.0, log_y, colors)
     cols[i % 2].plotly_chart(fig, key=f"cmp_chart_{m}")
 
-st.subheader("Best and last")
-table = views.best_and_last(frames, chosen)
-st.dataframe(table, width="stretch")
+if grouping:
+    st.subheader("Groups: final values")
+    st.caption("Each run's last value (a score: its final evaluation), then per group the mean ± the half-width of "
+               "its 95% t-interval over the seeds, and n.")
+    finals = {m: replicates.final_scores({n: frames[n] for n in (score_runs if m in views.SCORES else selected)}, m)
+              for m in chosen}
+    rows = {g: {"n": len(members), "runs": ", ".join(members)} for g, members in seed_groups.items()}
+    for m, final in finals.items():
+        summary = replicates.group_summary({g: [final[n] for n in members if n in final]
+                                            for g, members in seed_groups.items()})
+        for g in seed_groups:
+            if g in summary.index and summary.loc[g, "n"]:
+                rows[g][m] = summary.loc[g, "mean ± 95%"]
+    st.dataframe(pd.DataFrame(rows).T, width="stretch")
+
+    st.subheader("Which group is better")
+    scores = [m for m in chosen if m in views.SCORES or m in views.LOSS_KEYS] or chosen
+    if len(seed_groups) > 1 and scores:
+        metric = st.selectbox("Final value compared", scores, key="cmp_pair_metric")
+        values = {g: [finals[metric][n] for n in members if n in finals[metric]]
+                  for g, members in seed_groups.items()}
+        higher = metric in views.HIGHER_IS_BETTER
+        pairs = replicates.pairwise(values, higher_is_better=higher)
+        pairs["95% interval"] = pairs["95% interval"].map(
+            lambda iv: "-" if iv is None else f"[{iv[0]:.4g}, {iv[1]:.4g}]")
+        st.caption(f"B - A of the groups' mean final {metric} ({'higher' if higher else 'lower'} is better), with "
+                   f"Welch's 95% interval; a verdict only where the interval excludes 0.")
+        st.dataframe(pairs, width="stretch", hide_index=True)
+    else:
+        st.caption("One group only: nothing to compare (group runs by giving them several seeds).")
+else:
+    st.subheader("Best and last")
+    table = views.best_and_last(frames, chosen)
+    st.dataframe(table, width="stretch")
 
 st.subheader("Config differences")
 diff = views.config_diff({n: configs[n] for n in selected})
@@ -76,6 +121,23 @@ if diff.empty:
     st.caption("Every config field is the same.")
 else:
     st.dataframe(diff, width="stretch")
+
+st.subheader("Settings against outcome")
+score_choices = [m for m in available if m in views.SCORES] or chosen
+if len(selected) > 1 and score_choices:
+    outcome = st.selectbox("Final value", score_choices, key="cmp_pc_metric")
+    final = replicates.final_scores({n: frames[n] for n in selected}, outcome)
+    pc = views.parcoords_frame({n: configs[n] for n in selected if n in final}, final, outcome)
+    if pc is None:
+        st.caption("The selected runs differ in no config field.")
+    else:
+        dims = [dict(label=c, values=pc[c], **({"tickvals": list(range(len(pc.attrs["labels"][c]))),
+                                                "ticktext": pc.attrs["labels"][c]} if c in pc.attrs["labels"] else {}))
+                for c in pc.columns]
+        fig = go.Figure(go.Parcoords(line=dict(color=pc[outcome], colorscale="Viridis", showscale=True),
+                                     dimensions=dims))
+        fig.update_layout(height=360, margin=dict(l=60, r=40, t=40, b=20))
+        st.plotly_chart(fig, key="cmp_parcoords")
 
 st.download_button("Download the selected runs' metrics (CSV)", lambda: views.metrics_csv(frames),
                    file_name="metrics.csv", mime="text/csv", icon=":material/download:")

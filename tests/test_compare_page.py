@@ -1,0 +1,62 @@
+"""Compare with groups of seeds (AppTest): the mean curve and its band, the groups' final values, the pairwise
+table with its verdicts, and the parallel-coordinates chart of settings against a final score."""
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import gancore
+from conftest import ROOT
+
+APP = str(ROOT / "dashboard" / "app.py")
+BASE = dict(dataset="ring", model="mlp", g_width=16, d_width=16, batch_size=32, steps=20, log_every=5,
+            sample_every=20, ckpt_every=20, eval_every=10, eval_n=500, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def grouped_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp") / "runs"
+    names = []
+    for loss in ("nonsaturating", "hinge"):
+        for seed in (0, 1, 2):
+            gancore.train(dict(BASE, loss=loss, seed=seed, name=f"ring-{loss}-s{seed}", runs_root=str(root)))
+            names.append(f"ring-{loss}-s{seed}")
+    return root, names
+
+
+def compare(root, names, monkeypatch) -> AppTest:
+    monkeypatch.setenv("GANCORE_RUNS", str(root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["cmp_default"] = names
+    at.run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_groups_of_seeds_show_bands_final_values_and_verdicts(grouped_root, monkeypatch):
+    root, names = grouped_root
+    at = compare(root, names, monkeypatch)
+    assert at.toggle(key="cmp_group_True").value  # on by default when some group has several seeds
+    at.multiselect(key="cmp_metrics").set_value(["loss_d", "hq_share"]).run()
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    band_charts = [c for c in charts if "95% band" in c["layout"].get("title", {}).get("text", "")]
+    assert len(band_charts) == 2
+    traces = band_charts[0]["data"]
+    assert sum(t.get("fill") == "toself" for t in traces) == 2  # one band per group
+    assert {t["name"] for t in traces if t.get("fill") != "toself" and t.get("showlegend", True)} == {
+        "loss=hinge (n=3)", "loss=nonsaturating (n=3)"}
+    finals = at.dataframe[0].value
+    assert set(finals.index) == {"loss=nonsaturating", "loss=hinge"} and set(finals["n"]) == {3}
+    assert all("±" in v for v in finals["loss_d"])
+    at.selectbox(key="cmp_pair_metric").set_value("loss_d").run()
+    pairs = at.dataframe[1].value
+    assert list(pairs["verdict"]) == ["loss=nonsaturating better"]  # hinge's D loss starts near 2
+    assert any(c["data"][0]["type"] == "parcoords" for c in charts)
+
+
+def test_ungrouped_runs_keep_the_best_and_last_table(grouped_root, monkeypatch):
+    root, names = grouped_root
+    at = compare(root, names[:1] + names[3:4], monkeypatch)  # one run of each group: nothing to group
+    assert not at.toggle(key="cmp_group_False").value
+    assert "Best and last" in [s.value for s in at.subheader]
