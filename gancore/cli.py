@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a GAN. Every config field is a flag; the run directory is printed last.")
     t.add_argument("--config", metavar="FILE.json", help="a JSON object of config fields (flags override it)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue this run in place from its latest checkpoint")
+    t.add_argument("--seeds", type=seeds_arg, metavar="N|S,S,...",
+                   help="replicates: one run per seed, one after the other (N: seeds seed .. seed+N-1; or a list "
+                        "0,1,2); --name NAME names them NAME-seed<s>. Compare groups them by their configs")
     helps = field_help()
     defaults = TrainConfig()
     for f in fields(TrainConfig):
@@ -111,26 +114,58 @@ def step_arg(value: str):
         raise argparse.ArgumentTypeError(f"expected a step number or best, got {value!r}") from None
 
 
+def seeds_arg(value: str) -> list[int] | int:
+    """--seeds: a count N, or a comma list of seeds."""
+    try:
+        if "," in value:
+            seeds = [int(v) for v in value.split(",") if v.strip()]
+            if len(set(seeds)) != len(seeds) or not seeds:
+                raise ValueError
+            return seeds
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seeds or a list like 0,1,2 of distinct seeds, "
+                                         f"got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 seed, got {n}")
+    return n
+
+
 def cmd_train(args) -> int:
     from .trainer import RunFailed, train
 
     flags = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    try:
-        if args.resume:
-            if args.config:
-                raise UsageError("--config: cannot be combined with --resume (the run keeps its own config)")
-            run_dir = train(resume=args.resume, **flags)
-        else:
-            config = TrainConfig.from_json(args.config).to_dict() if args.config else {}
-            run_dir = train({**config, **flags})
-    except RunFailed as e:
+    if args.seeds is not None and args.resume:
+        raise UsageError("--seeds: cannot be combined with --resume (each seed is a run of its own)")
+    if isinstance(args.seeds, list) and "seed" in flags:
+        raise UsageError("--seeds: a list of seeds leaves no place for --seed (give a count to start at --seed)")
+    config = TrainConfig.from_json(args.config).to_dict() if args.config and not args.resume else {}
+    fields_ = {**config, **flags}
+    if args.seeds is None:
+        runs_to_train = [fields_]
+    else:
+        first = int(fields_.get("seed", 0))
+        seeds = list(range(first, first + args.seeds)) if isinstance(args.seeds, int) else args.seeds
+        runs_to_train = [dict(fields_, seed=s, **({"name": f"{fields_['name']}-seed{s}"} if fields_.get("name")
+                                                   else {})) for s in seeds]
+    failed = False
+    for run_fields in runs_to_train:
+        try:
+            if args.resume:
+                if args.config:
+                    raise UsageError("--config: cannot be combined with --resume (the run keeps its own config)")
+                run_dir = train(resume=args.resume, **flags)
+            else:
+                run_dir = train(run_fields)
+        except RunFailed as e:
+            if main_process():
+                print(f"gancore: run failed: {e}", file=sys.stderr)
+                print(e.run_dir)
+            failed = True
+            continue
         if main_process():
-            print(f"gancore: run failed: {e}", file=sys.stderr)
-            print(e.run_dir)
-        return 1
-    if main_process():
-        print(run_dir)
-    return 0
+            print(run_dir)
+    return 1 if failed else 0
 
 
 def warn(message: str) -> None:

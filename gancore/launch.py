@@ -100,15 +100,18 @@ def reap() -> None:
             _children.remove(proc)
 
 
-def reserve(root, fields: dict, cfg: TrainConfig | None = None, request: dict | None = None) -> Path:
+def reserve(root, fields: dict, cfg: TrainConfig | None = None, request: dict | None = None,
+            numbered: bool | None = None) -> Path:
     """Check the fields (unless `cfg` is their checked config), pick the name, and make the pending run
-    directory (launch.json, empty launch.log); with a `request` (see queue_request) it waits in the queue."""
+    directory (launch.json, empty launch.log); with a `request` (see queue_request) it waits in the queue.
+    numbered: a taken name gets -2, -3 ... (default: when the fields name no run)."""
     from .setup import default_name
 
     cfg = cfg or check_config(fields)
     root = runs.ensure_root(root).resolve()
     name = run_path(root, fields.get("name") or default_name(cfg)).name
-    path = runs.reserve_run_dir(root, name, numbered=not fields.get("name"))  # atomic: one process wins a name
+    numbered = not fields.get("name") if numbered is None else numbered
+    path = runs.reserve_run_dir(root, name, numbered=numbered)  # atomic: one process wins a name
     launch = {k: v for k, v in fields.items() if v != ""} | {"name": path.name, "runs_root": str(root)}
     runs.write_json_atomic(path / "launch.json", launch)
     (path / "launch.log").touch()
@@ -139,14 +142,16 @@ def launch(fields: dict, root=None, processes: int = 1) -> Path:
 
 
 def sweep_fields(base: dict, grid: dict[str, list]) -> list[dict]:
-    """The cross-product of `grid`'s values over `base`, each with a name saying its values."""
+    """The cross-product of `grid`'s values over `base`, each named by the values it varies: `<name>-hinge-seed1`,
+    or without a base name `<dataset>-hinge-seed1` (numbered -2, -3 ... if taken), so runs that differ only in
+    their seed are told apart by name too."""
     keys = [k for k, values in grid.items() if values]
     out = []
     for combo in itertools.product(*(grid[k] for k in keys)):
         fields = dict(base, **dict(zip(keys, combo)))
-        if base.get("name"):
-            suffix = "-".join(f"{k}{v}" if k == "seed" else str(v) for k, v in zip(keys, combo))
-            fields["name"] = re.sub(r"[^A-Za-z0-9._-]", "_", f"{base['name']}-{suffix}")
+        suffix = "-".join(f"{k}{v}" if k == "seed" else str(v) for k, v in zip(keys, combo))
+        prefix = base.get("name") or fields.get("preset") or fields.get("dataset") or "run"
+        fields["name"] = re.sub(r"[^A-Za-z0-9._-]", "_", f"{prefix}-{suffix}")[:120]
         out.append(fields)
     return out
 
@@ -175,7 +180,7 @@ def launch_sweep(base: dict, grid: dict[str, list], root=None, max_parallel: int
             raise ConfigError(f"{e} (sweep run {values})") from None
     sweep = uuid.uuid4().hex[:8]
     requests = [queue_request(fields, sweep=sweep, max_parallel=max_parallel) for fields in combos]
-    paths = [reserve(root or runs.default_root(), fields, cfg, request)
+    paths = [reserve(root or runs.default_root(), fields, cfg, request, numbered=not base.get("name"))
              for fields, cfg, request in zip(combos, checked, requests)]
     kick(paths[0].parent, dispatch_now=True)
     return paths

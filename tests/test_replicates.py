@@ -102,3 +102,33 @@ def test_the_band_is_the_mean_and_t_interval_at_each_step():
     assert band.loc[1, "mean"] == 2.0 and band.loc[1, "hi"] - 2.0 == pytest.approx(T_975[2] * 1.0 / math.sqrt(3))
     assert band.loc[2, "lo"] == band.loc[2, "hi"] == 2.0  # no spread
     assert band.loc[3, "n"] == 2 and band.loc[3, "mean"] == 4.0
+
+
+def test_the_cli_trains_one_run_per_seed(runs_root):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, subprocess_env
+
+    args = [sys.executable, "-m", "gancore", "train", "--dataset", "ring", "--steps", "4", "--g_width", "8",
+            "--d_width", "8", "--eval_every", "0", "--name", "rep"]
+    out = subprocess.run(args + ["--seeds", "2", "--seed", "5"], env=subprocess_env(runs_root), cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(runs_root / "rep-seed5"), str(runs_root / "rep-seed6")]
+    assert [runs.read_config(runs_root / f"rep-seed{s}")["seed"] for s in (5, 6)] == [5, 6]
+    configs = {n: runs.read_config(runs_root / n) for n in ("rep-seed5", "rep-seed6")}
+    assert replicates.group_runs(configs) == {"all runs": ["rep-seed5", "rep-seed6"]}
+    bad = subprocess.run(args + ["--seeds", "0,0"], env=subprocess_env(runs_root), cwd=ROOT, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--seeds" in bad.stderr
+
+
+def test_sweep_runs_are_named_by_the_values_they_vary():
+    from gancore.launch import sweep_fields
+
+    unnamed = sweep_fields({"dataset": "ring"}, {"loss": ["nonsaturating", "hinge"], "seed": [0, 1]})
+    assert [f["name"] for f in unnamed] == ["ring-nonsaturating-seed0", "ring-nonsaturating-seed1",
+                                            "ring-hinge-seed0", "ring-hinge-seed1"]
+    named = sweep_fields({"dataset": "ring", "name": "sw"}, {"seed": [0, 1]})
+    assert [f["name"] for f in named] == ["sw-seed0", "sw-seed1"]
