@@ -141,8 +141,10 @@ def series(df: pd.DataFrame, metric: str, x: str = "step", smoothing: float = 0.
     return thin(out, max_points)
 
 
-def best_and_last(frames: dict[str, pd.DataFrame], metrics: list[str]) -> pd.DataFrame:
-    """A row per run: best and last value of each metric (best = max for HIGHER_IS_BETTER, else min)."""
+def best_and_last(frames: dict[str, pd.DataFrame], metrics: list[str], smoothing: float = 0.6) -> pd.DataFrame:
+    """A row per run. A score (a metric with a direction: records.METRICS) gets its best value (max where higher is
+    better, else min) and its last; any other metric (losses, D outputs: their minimum would be the first record,
+    not the best) its final value, EMA-smoothed with `smoothing` as the charts draw it."""
     rows = []
     for name, df in frames.items():
         row = {"run": name}
@@ -150,8 +152,11 @@ def best_and_last(frames: dict[str, pd.DataFrame], metrics: list[str]) -> pd.Dat
             if m not in df or df[m].dropna().empty:
                 continue
             s = df[m].dropna()
-            row[f"{m} best"] = s.max() if m in HIGHER_IS_BETTER else s.min()
-            row[f"{m} last"] = s.iloc[-1]
+            if m in SCORES and records.METRICS[m].higher_is_better is not None:
+                row[f"{m} best"] = s.max() if m in HIGHER_IS_BETTER else s.min()
+                row[f"{m} last"] = s.iloc[-1]
+            else:
+                row[f"{m} final (smoothed)"] = float(ema_smooth(s.to_numpy(), smoothing)[-1])
         rows.append(row)
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 

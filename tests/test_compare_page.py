@@ -60,3 +60,15 @@ def test_ungrouped_runs_keep_the_best_and_last_table(grouped_root, monkeypatch):
     at = compare(root, names[:1] + names[3:4], monkeypatch)  # one run of each group: nothing to group
     assert not at.toggle(key="cmp_group_False").value
     assert "Best and last" in [s.value for s in at.subheader]
+
+
+def test_a_loss_gets_its_final_smoothed_value_not_its_minimum():
+    import pandas as pd
+
+    from gancore import views
+
+    frames = {"a": pd.DataFrame({"step": [1, 2, 3], "loss_d": [3.0, 1.0, 2.0], "fid": [5.0, 2.0, 3.0]})}
+    t = views.best_and_last(frames, ["loss_d", "fid"], smoothing=0.6)
+    assert list(t.columns) == ["loss_d final (smoothed)", "fid best", "fid last"]
+    # debiased EMA with weight 0.6: (0.36 * 3 + 0.6 * 1 + 1 * 2) / (0.36 + 0.6 + 1)
+    assert t.loc["a", "loss_d final (smoothed)"] == pytest.approx(3.68 / 1.96)

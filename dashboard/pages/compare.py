@@ -112,7 +112,7 @@ if grouping:
         st.caption("One group only: nothing to compare (group runs by giving them several seeds).")
 else:
     st.subheader("Best and last")
-    table = views.best_and_last(frames, chosen)
+    table = views.best_and_last(frames, chosen, smoothing)
     st.dataframe(table, width="stretch")
 
 st.subheader("Config differences")
