@@ -143,6 +143,25 @@ def overlay_chart(df: pd.DataFrame, metric_names: list[str], title: str, colors:
     return fig
 
 
+def notes_editor(path, key: str) -> None:
+    """The run's tags and note (runs.read_notes / write_notes), editable in a small form."""
+    from gancore.errors import GancoreError
+
+    notes = runs.read_notes(path)
+    label = "Tags and note" + (f" · {', '.join(notes['tags'])}" if notes["tags"] else "")
+    with st.expander(label, icon=":material/sell:"):
+        with st.form(f"{key}_form", border=False):
+            tags = st.text_input("Tags", ", ".join(notes["tags"]), key=f"{key}_tags",
+                                 help="comma-separated; Compare filters by them")
+            note = st.text_area("Note", notes["note"], key=f"{key}_note", height=100)
+            if st.form_submit_button("Save", icon=":material/save:"):
+                try:
+                    runs.write_notes(path, tags.split(","), note)
+                    st.toast("Saved")
+                except GancoreError as e:
+                    st.error(str(e))
+
+
 def state_badge(state: str) -> str:
     color = {"running": "blue", "queued": "gray", "done": "green", "failed": "red", "stopped": "orange",
              "crashed": "red"}.get(state, "gray")

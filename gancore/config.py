@@ -84,7 +84,7 @@ class TrainConfig:
     ckpt_every: int = 1000  # steps between checkpoints (one is always written at the end)
     eval_every: int = 1000  # steps between evaluations (mode coverage, or FID/KID/IS for images); 0 = never
     eval_n: int = 0  # samples per evaluation; 0 = auto (2,500 for 2-D points, 2,000 images)
-    fid_backend: str = "evaluator"  # evaluator (the project's classifier) or inception (torch-fidelity, local weights)
+    fid_backend: str = "evaluator"  # evaluator (the project's classifier) or inception (torch-fidelity, fetched once)
     eval_train_evaluator: bool = False  # images with no shipped or cached evaluator: train one at launch, else no FID
     # --- device ---
     device: str = "auto"  # auto (CUDA when present), cpu or cuda

@@ -505,3 +505,33 @@ def locked(path, wait: bool = True):
             yield True
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- tags and a note (the user's, not the trainer's)
+NOTES_FILE = "notes.json"  # {"tags": [...], "note": "..."}: written by the dashboard (the user) alone
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,39}$")
+
+
+def read_notes(run_dir) -> dict:
+    """A run's tags and note: {"tags": [str], "note": str} (empty when it has none or the file is torn)."""
+    data = read_json_object(Path(run_dir) / NOTES_FILE)
+    tags = [t for t in data.get("tags", []) if isinstance(t, str)] if isinstance(data.get("tags"), list) else []
+    note = data.get("note") if isinstance(data.get("note"), str) else ""
+    return {"tags": tags, "note": note}
+
+
+def write_notes(run_dir, tags, note: str = "") -> dict:
+    """Replace a run's tags and note (atomically). Tags: up to 20, each 1-40 letters, digits, spaces, `.`, `_`
+    or `-`, starting with a letter or digit; duplicates dropped, order kept. ConfigError names a bad tag."""
+    tags = list(dict.fromkeys(t.strip() for t in tags if t.strip()))
+    for t in tags:
+        if not TAG_RE.match(t):
+            raise ConfigError(f"tag {t!r}: 1-40 letters, digits, spaces, '.', '_' or '-', starting with a letter "
+                              f"or digit")
+    if len(tags) > 20:
+        raise ConfigError(f"tags: at most 20 per run (got {len(tags)})")
+    if len(note) > 10_000:
+        raise ConfigError(f"note: at most 10,000 characters (got {len(note):,})")
+    notes = {"tags": tags, "note": note}
+    write_json_atomic(Path(run_dir) / NOTES_FILE, notes)
+    return notes

@@ -127,7 +127,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.fid_backend == "inception":
         from .image_metrics import inception_weights
 
-        inception_weights()  # fails here, before any training, when the weights are not on this machine
+        inception_weights()  # fetched now if missing; fails here, before any training, when that cannot be done
 
 
 def check_combination(cfg, points: bool) -> None:

@@ -60,7 +60,7 @@ def run_rows(root=None) -> list[dict]:
                      "model": f.get("model", "auto"), "loss": f.get("loss", f.get("preset", "")),
                      "conditioning": f.get("conditioning", ""), "latest": "", "best": "", "elapsed_s": None,
                      "error": p["error"], "pending": True, "processes": p["status"].get("world_size", 1),
-                     "placement": placement_text(p["status"]), "waiting": is_waiting(p["status"])})
+                     "placement": placement_text(p["status"]), "waiting": is_waiting(p["status"]), "tags": ""})
     for path in reversed(runs.list_runs(root)):
         c = runs.read_json_object(path / "config.json")
         st = runs.read_status(path)
@@ -72,7 +72,7 @@ def run_rows(root=None) -> list[dict]:
                      "best": format_scores((st.get("best") or {}).get("value")),
                      "elapsed_s": elapsed(st), "error": st.get("error"), "pending": False,
                      "processes": st.get("world_size", 1), "placement": placement_text(st),
-                     "waiting": is_waiting(st)})
+                     "waiting": is_waiting(st), "tags": ", ".join(runs.read_notes(path)["tags"])})
     return rows
 
 
@@ -298,8 +298,10 @@ def class_name(data_info: dict, k: int) -> str:
 
 
 def filter_runs(names: list[str], pattern: str = "", configs: dict[str, dict] | None = None,
-                where: dict[str, list] | None = None) -> list[str]:
-    """Names matching the regex `pattern` (case-insensitive) whose config has one of the values in `where`."""
+                where: dict[str, list] | None = None, tags: dict[str, list[str]] | None = None,
+                wanted_tags=()) -> list[str]:
+    """Names matching the regex `pattern` (case-insensitive) whose config has one of the values in `where`, and,
+    when `wanted_tags` are given, one of them among its `tags` (runs.read_notes)."""
     try:
         rx = re.compile(pattern, re.I) if pattern else None
     except re.error as e:
@@ -310,6 +312,8 @@ def filter_runs(names: list[str], pattern: str = "", configs: dict[str, dict] | 
             continue
         c = (configs or {}).get(n, {})
         if where and any(vals and c.get(k) not in vals for k, vals in where.items()):
+            continue
+        if wanted_tags and not set(wanted_tags) & set((tags or {}).get(n, [])):
             continue
         out.append(n)
     return out

@@ -72,3 +72,51 @@ def test_a_loss_gets_its_final_smoothed_value_not_its_minimum():
     assert list(t.columns) == ["loss_d final (smoothed)", "fid best", "fid last"]
     # debiased EMA with weight 0.6: (0.36 * 3 + 0.6 * 1 + 1 * 2) / (0.36 + 0.6 + 1)
     assert t.loc["a", "loss_d final (smoothed)"] == pytest.approx(3.68 / 1.96)
+
+
+def test_tags_are_edited_on_runs_and_filter_compare(grouped_root, monkeypatch):
+    from gancore import runs
+
+    root, names = grouped_root
+    monkeypatch.setenv("GANCORE_RUNS", str(root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["run"] = names[0]
+    at.run()
+    at.text_input(key="runs_notes_tags").set_value("baseline, short run")
+    at.text_area(key="runs_notes_note").set_value("the reference for the hinge runs")
+    [save] = [b for b in at.button if b.label == "Save"]
+    save.click().run()
+    assert not at.exception and not at.error
+    assert runs.read_notes(root / names[0]) == {"tags": ["baseline", "short run"],
+                                                "note": "the reference for the hinge runs"}
+    at.text_input(key="runs_notes_tags").set_value("bad/tag")
+    [save] = [b for b in at.button if b.label == "Save"]
+    save.click().run()
+    assert "tag 'bad/tag'" in at.error[0].value  # refused, the saved tags kept
+    assert runs.read_notes(root / names[0])["tags"] == ["baseline", "short run"]
+
+    at.switch_page("pages/compare.py").run()
+    at.multiselect(key="cmp_tags").set_value(["baseline"]).run()
+    assert at.multiselect(key="cmp_runs").options == [names[0]]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download this comparison as a report (HTML)" in labels
+
+
+def test_the_report_holds_charts_tables_and_grids(grouped_root):
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from gancore import report, runs
+
+    root, names = grouped_root
+    grid = runs.sample_grids(root / names[0])[20]
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4], name="loss_d of ring"))
+    page = report.comparison_html("ring <compared>", [fig], {"Config differences": pd.DataFrame({"a": [1.5]})},
+                                  {f"{names[0]}, step 20": grid}, names)
+    assert page.startswith("<!DOCTYPE html>") and "ring &lt;compared&gt;" in page
+    assert "Plotly.newPlot" in page and "loss_d of ring" in page  # the chart, with plotly.js inline (offline)
+    assert "<script src=" not in page
+    assert "<table" in page and "1.5" in page
+    import base64
+
+    assert base64.b64encode(grid.read_bytes()).decode() in page

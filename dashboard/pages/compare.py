@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from common import group_chart, line_chart, metrics, run_names, runs_root
-from gancore import replicates, runs, views
+from gancore import replicates, report, runs, views
 from gancore.records import provenance_difference
 
 st.title("Compare")
@@ -18,13 +18,15 @@ configs = {n: runs.read_json_object(root / n / "config.json") for n in names}
 
 with st.expander("Filter", expanded=False):
     pattern = st.text_input("Run name (regular expression)", key="cmp_pattern", placeholder="e.g. grid|ring")
-    fcols = st.columns(4)
+    fcols = st.columns(5)
     where = {}
     for col, field in zip(fcols, ("dataset", "model", "loss", "conditioning")):
         values = sorted({str(c.get(field)) for c in configs.values()})
         where[field] = col.multiselect(field, values, key=f"cmp_{field}")
+    tags = {n: runs.read_notes(root / n)["tags"] for n in names}
+    wanted_tags = fcols[4].multiselect("tags", sorted({t for ts in tags.values() for t in ts}), key="cmp_tags")
 try:
-    shown = views.filter_runs(names, pattern, configs, where)
+    shown = views.filter_runs(names, pattern, configs, where, tags, wanted_tags)
 except ValueError as e:
     st.error(str(e))
     shown = names
@@ -69,6 +71,7 @@ if excluded and any(m in views.SCORES for m in chosen):
     st.warning("Scores with different provenance are not overlaid; left out of the score charts: "
                + "; ".join(reasons), icon=":material/block:")
 
+figures, tables, images = [], {}, {}  # what the HTML report holds
 cols = st.columns(2)
 group_colors = views.colors(list(seed_groups))
 for i, m in enumerate(chosen):
@@ -79,6 +82,7 @@ for i, m in enumerate(chosen):
     else:
         fig = line_chart(use, m, views.X_AXES[x_label], smoothing if m not in views.SCORES else 0.0, log_y, colors)
     cols[i % 2].plotly_chart(fig, key=f"cmp_chart_{m}")
+    figures.append(fig)
 
 if grouping:
     st.subheader("Groups: final values")
@@ -93,7 +97,8 @@ if grouping:
         for g in seed_groups:
             if g in summary.index and summary.loc[g, "n"]:
                 rows[g][m] = summary.loc[g, "mean ± 95%"]
-    st.dataframe(pd.DataFrame(rows).T, width="stretch")
+    tables["Groups: final values (mean ± 95% t-interval half-width over the seeds)"] = pd.DataFrame(rows).T
+    st.dataframe(tables["Groups: final values (mean ± 95% t-interval half-width over the seeds)"], width="stretch")
 
     st.subheader("Which group is better")
     scores = [m for m in chosen if m in views.SCORES or m in views.LOSS_KEYS] or chosen
@@ -108,12 +113,14 @@ if grouping:
         st.caption(f"B - A of the groups' mean final {metric} ({'higher' if higher else 'lower'} is better), with "
                    f"Welch's 95% interval; a verdict only where the interval excludes 0.")
         st.dataframe(pairs, width="stretch", hide_index=True)
+        tables[f"Which group is better: final {metric}"] = pairs.set_index(["A", "B"])
     else:
         st.caption("One group only: nothing to compare (group runs by giving them several seeds).")
 else:
     st.subheader("Best and last")
     table = views.best_and_last(frames, chosen, smoothing)
     st.dataframe(table, width="stretch")
+    tables["Best and last"] = table
 
 st.subheader("Config differences")
 diff = views.config_diff({n: configs[n] for n in selected})
@@ -121,6 +128,7 @@ if diff.empty:
     st.caption("Every config field is the same.")
 else:
     st.dataframe(diff, width="stretch")
+    tables["Config differences"] = diff
 
 st.subheader("Settings against outcome")
 score_choices = [m for m in available if m in views.SCORES] or chosen
@@ -138,6 +146,7 @@ if len(selected) > 1 and score_choices:
                                      dimensions=dims))
         fig.update_layout(height=360, margin=dict(l=60, r=40, t=40, b=20))
         st.plotly_chart(fig, key="cmp_parcoords")
+        figures.append(fig)
 
 st.download_button("Download the selected runs' metrics (CSV)", lambda: views.metrics_csv(frames),
                    file_name="metrics.csv", mime="text/csv", icon=":material/download:")
@@ -161,6 +170,13 @@ else:
                     st.caption(f"grid of step {shown_step} unreadable")
                 else:
                     st.image(img, width="stretch")
+                    images[f"{n}, step {shown_step}"] = grids[n][shown_step]
     st.caption("Each run draws its grids from its own fixed noise batch (seeded by the run's seed): runs with the "
                "same seed and z_dim show the same noise. A run without a grid at the chosen step shows its latest "
                "one before it.")
+
+st.download_button("Download this comparison as a report (HTML)",
+                   lambda: report.comparison_html(f"gancore: {len(selected)} runs compared", figures, tables, images,
+                                                  selected),
+                   file_name="comparison.html", mime="text/html", icon=":material/download:",
+                   help="the charts, tables and grids above in one file that opens in any browser, offline")

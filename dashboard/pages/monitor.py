@@ -1,8 +1,8 @@
 """Monitor: one run, live — progress, losses, D's outputs, gradient norms, speed, samples, metrics, log."""
 import streamlit as st
 
-from common import (LIVE_SECONDS, line_chart, metrics, overlay_chart, pick_run, run_names, runs_root,
-                    state_badge)
+from common import (LIVE_SECONDS, line_chart, metrics, notes_editor, overlay_chart, pick_run, run_names,
+                    runs_root, state_badge)
 from gancore import launch, runs, views
 
 LINE_COLORS = {"loss_d": "#EF553B", "loss_g": "#636EFA", "d_real": "#00CC96", "d_fake": "#AB63FA",
@@ -36,6 +36,7 @@ if name in pending:
     starting()
     st.stop()
 live = views.state_of(runs.read_status(path)) in ("running", "queued")
+notes_editor(path, key="monitor_notes")
 
 
 @st.fragment(run_every=LIVE_SECONDS if live else None)

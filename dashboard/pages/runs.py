@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from common import LIVE_SECONDS, open_in, runs_root, state_badge
+from common import LIVE_SECONDS, notes_editor, open_in, runs_root, state_badge
 from gancore import launch, views
 from gancore.errors import GancoreError
 
@@ -53,7 +53,7 @@ def table():
         st.markdown(f"{state_badge(picked['state'])} **{picked['run']}** · {picked['state']} · step "
                     f"{picked['step']:,} of {int(picked['steps'] or 0):,}{where}")
     columns = ["run", "state", "progress", "steps", "dataset", "model", "loss", "conditioning", "latest", "best",
-               "elapsed", "placement"] + (["processes"] if (df["processes"] > 1).any() else []) \
+               "elapsed", "placement"] + (["tags"] if df["tags"].astype(bool).any() else []) + (["processes"] if (df["processes"] > 1).any() else []) \
         + (["error"] if df["error"].notna().any() else [])
     st.dataframe(
         df[columns],
@@ -123,6 +123,8 @@ with cols[6].popover("Delete", icon=":material/delete:", disabled=row["state"] i
         except GancoreError as e:
             st.error(str(e))
 
+if not row["pending"]:
+    notes_editor(row["path"], key="runs_notes")
 with st.expander("Log tail"):
     st.code("\n".join(launch.log_tail(row["path"], 30)) or "(empty)", language=None)
 
