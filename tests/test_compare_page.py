@@ -120,3 +120,20 @@ def test_the_report_holds_charts_tables_and_grids(grouped_root):
     import base64
 
     assert base64.b64encode(grid.read_bytes()).decode() in page
+
+
+def test_mode_collapse_names_the_source_of_each_count_and_shows_shares_as_percents(grouped_root, monkeypatch):
+    root, names = grouped_root
+    monkeypatch.setenv("GANCORE_RUNS", str(root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["run"] = names[0]
+    at.run()
+    at.switch_page("pages/mode_collapse.py").run()
+    assert not at.exception
+    assert any("points saved at step 20" in c.value and "evaluations below draw samples of their own" in c.value
+               for c in at.caption)
+    assert at.metric[0].label == "modes captured (these points)" and "3σ" in at.metric[0].help
+    table = at.dataframe[0].value
+    assert list(table.index) == ["modes captured", "high-quality share"]
+    assert all(str(v).endswith("%") for v in table.loc["high-quality share"])
+    assert all(str(v).endswith(" / 8") for v in table.loc["modes captured"])

@@ -105,9 +105,13 @@ if points is None:
     st.stop()
 
 cov = mode_coverage(torch.from_numpy(points), torch.from_numpy(modes), sigma) if len(modes) else {}
+MODES_HELP = ("a mode counts as captured when at least one point lies within 3σ of it, so a few stray points can "
+              "capture a mode while the high-quality share (points within 3σ of any mode) stays small")
+st.caption(f"The {len(points):,} points saved at step {step} (the progress grid's fixed noise batch, the same "
+           f"noise at every step). The evaluations below draw samples of their own, so their counts can differ.")
 c1, c2, c3 = st.columns(3)
 if cov:
-    c1.metric("modes captured", f"{cov['modes']} / {len(modes)}")
+    c1.metric("modes captured (these points)", f"{cov['modes']} / {len(modes)}", help=MODES_HELP)
     c2.metric("high-quality share", f"{cov['hq_share']:.1%}", help="points within 3σ of a mode")
     c3.metric("reverse KL", f"{cov['reverse_kl']:.3f}", help="of the mode histogram against uniform; 0 is ideal")
 
@@ -128,6 +132,10 @@ st.plotly_chart(fig, width="content", key="mc_scatter")
 
 df = metrics(path)
 if "modes" in df and df["modes"].notna().any():
-    hist = df.dropna(subset=["modes"])[["step", "modes", "hq_share"]]
+    hist = df.dropna(subset=["modes"])[["step", "modes", "hq_share"]].set_index("step")
     st.subheader("Over training (evaluations)")
-    st.dataframe(hist.set_index("step").T, width="stretch")
+    st.caption("Each evaluation's own fresh samples (eval_n of them): the scores Runs, Monitor and Compare show.")
+    shown = hist.assign(modes=hist["modes"].map(lambda v: f"{int(v)} / {len(modes)}"),
+                        hq_share=hist["hq_share"].map(lambda v: f"{v:.1%}"))  # a share as a percent, as above
+    st.dataframe(shown.rename(columns={"modes": "modes captured", "hq_share": "high-quality share"}).T,
+                 width="stretch")
