@@ -92,11 +92,20 @@ def line_chart(frames: dict[str, pd.DataFrame], metric: str, x: str = "step", sm
         fig.add_trace(go.Scatter(x=s["x"], y=s["smooth"], mode=markers, line=dict(color=color, width=2),
                                    name=name, legendgroup=name))
     x_title = {v: k for k, v in views.X_AXES.items()}.get(x, x)
-    fig.update_layout(title=metric, height=height, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x_title,
-                      legend=dict(orientation="h", yanchor="bottom", y=-0.35, x=0), hovermode="x unified")
+    fig.update_layout(title=metric, xaxis_title=x_title, hovermode="x unified")
+    legend_below(fig, [n for n in frames], height)
     if log_y:
         fig.update_yaxes(type="log")
     return fig
+
+
+def legend_below(fig: go.Figure, entries: list[str], height: int) -> None:
+    """The legend under the x axis, the figure made taller by its rows so that it never covers the plot."""
+    per_row = max(1, 90 // max(12, max((len(e) for e in entries), default=12)))  # ~90 characters to a row
+    rows = -(-len(entries) // per_row)
+    extra = 22 * rows
+    fig.update_layout(height=height + extra, margin=dict(l=10, r=10, t=40, b=50 + extra),
+                      legend=dict(orientation="h", yanchor="top", y=-0.12 - extra / (height + extra), x=0))
 
 
 def group_chart(groups: dict[str, dict[str, pd.DataFrame]], metric: str, x: str = "step", log_y: bool = False,
@@ -125,9 +134,8 @@ def group_chart(groups: dict[str, dict[str, pd.DataFrame]], metric: str, x: str 
         fig.add_trace(go.Scatter(x=b[x], y=b["mean"], mode=markers, line=dict(color=color, width=2.5),
                                  name=f"{label} (n={len(frames)})", legendgroup=label))
     x_title = {v: k for k, v in views.X_AXES.items()}.get(x, x)
-    fig.update_layout(title=f"{metric}: mean of the seeds, 95% band", height=height,
-                      margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x_title,
-                      legend=dict(orientation="h", yanchor="bottom", y=-0.35, x=0), hovermode="x unified")
+    fig.update_layout(title=f"{metric}: mean of the seeds, 95% band", xaxis_title=x_title, hovermode="x unified")
+    legend_below(fig, [f"{label} (n={len(frames)})" for label, frames in groups.items()], height)
     if log_y:
         fig.update_yaxes(type="log")
     return fig
