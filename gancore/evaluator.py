@@ -1,8 +1,9 @@
 """The project's own evaluator classifiers: the default feature extractor behind FID/KID/IS.
 
 Fast, offline and right for any labelled data (Inception FID, for comparison with papers, is the other
-backend), image metrics use a small CNN trained on the data itself: its penultimate features (like Inception's pool3) feed FID and KID, its logits feed the
-Inception-Score analogue and conditional accuracy. A score is only meaningful together with the
+backend), image metrics use a small CNN trained on the data itself: its penultimate features (like
+Inception's pool3) feed FID and KID, its logits feed the Inception-Score analogue and conditional
+accuracy. A score is only meaningful together with the
 evaluator that produced it, so every evaluator carries a report: held-out accuracy, the split that
 measured it, the fingerprint of the data it was trained on, and the sha256 of its weights.
 

@@ -77,10 +77,17 @@ def run_rows(root=None) -> list[dict]:
 
 
 def elapsed(status: dict) -> float | None:
+    """Seconds the run has trained, across its resumes: the trainer's own clock (status.json `trained_s`, written
+    at each heartbeat) plus, while it runs, the time since that heartbeat. Runs written before `trained_s`
+    existed: the time since their last start."""
+    ended = status.get("state") in ("done", "failed", "stopped")
+    if status.get("trained_s") is not None:
+        since = 0.0 if ended or not status.get("heartbeat") else max(0.0, time.time() - status["heartbeat"])
+        return round(status["trained_s"] + since, 1)
     start = status.get("started") or status.get("created")
     if not start:
         return None
-    end = status.get("finished") if status.get("state") in ("done", "failed", "stopped") else None
+    end = status.get("finished") if ended else None
     return round((end or status.get("heartbeat") or time.time()) - start, 1)
 
 

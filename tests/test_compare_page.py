@@ -137,3 +137,19 @@ def test_mode_collapse_names_the_source_of_each_count_and_shows_shares_as_percen
     assert list(table.index) == ["modes captured", "high-quality share"]
     assert all(str(v).endswith("%") for v in table.loc["high-quality share"])
     assert all(str(v).endswith(" / 8") for v in table.loc["modes captured"])
+
+
+def test_elapsed_time_counts_every_segment_of_a_resumed_run(runs_root):
+    """The trainer's clock continues across resumes; the time shown must too, not restart at the resume."""
+    import torch
+
+    from gancore import runs, views
+
+    run_dir = gancore.train(dict(BASE, name="resumed", steps=10, ckpt_every=10, eval_every=0))
+    first = runs.read_status(run_dir)
+    gancore.train(resume=run_dir, steps=20)
+    status = runs.read_status(run_dir)
+    total = torch.load(runs.checkpoint_path(run_dir, 20), weights_only=True)["elapsed"]
+    assert views.elapsed(status) == pytest.approx(total, abs=0.1)
+    assert views.elapsed(status) > views.elapsed(first)
+    assert views.elapsed(status) > status["finished"] - status["started"]  # more than the last segment alone
