@@ -6,6 +6,7 @@ user has no class-conditional run of their own, so a newcomer sees every digit o
 import io
 
 import streamlit as st
+from PIL import Image
 
 from common import checkpoint_mtime, generator, pick_run, run_names, runs_root
 from gancore import runs, views
@@ -38,7 +39,7 @@ steps = list(runs.checkpoints(path))
 unreadable = {s: problem for s in steps if (problem := runs.checkpoint_problem(runs.checkpoint_path(path, s)))}
 readable = [s for s in steps if s not in unreadable]
 options = (["best"] if runs.best_checkpoint_path(path).is_file() else []) + steps[::-1]
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns([1.3, 1, 1, 1, 1])
 step = c1.selectbox("Checkpoint", options, index=options.index(readable[-1] if readable else steps[-1]),
                     format_func=lambda s: "best (by FID)" if s == "best" else
                     f"step {s}" + (" (unreadable)" if s in unreadable else ""), key="samples_step")
@@ -46,6 +47,10 @@ seed = int(c2.number_input("Seed", value=0, step=1, key="samples_seed"))
 use_trunc = c3.checkbox("Truncation", key="samples_trunc_on", help="redraw latent entries beyond |T|: "
                         "less variety, cleaner samples")
 truncation = c4.slider("T", 0.1, 3.0, 1.0, 0.1, key="samples_trunc", disabled=not use_trunc) if use_trunc else None
+scale = c5.selectbox("PNG size", [1, 2, 4, 8], index=2, format_func=lambda s: f"{s}x (pixels per pixel)",
+                     key="samples_scale", help="the downloaded PNG, each image pixel drawn as s x s pixels")
+# what every caption and file name says of the noise: its seed, and the truncation when on
+trunc_text, trunc_file = (f" · truncation {truncation:g}", f"-t{truncation:g}") if truncation else ("", "")
 for warning in views.checkpoint_warnings(path, unreadable):  # the same warning as Monitor and `gancore sample`
     st.warning(warning, icon=":material/warning:")
 
@@ -60,11 +65,13 @@ conditional = info.get("conditional", False)
 
 def show(images, ncol, caption, file_name, key):
     img = image_grid(images, ncol)
-    st.image(img, caption=caption, width=min(900, max(img.width, 420)))
+    st.image(img, caption=caption + trunc_text, width=min(900, max(img.width, 420)))
+    big = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    st.download_button("Download PNG", buf.getvalue(), file_name=file_name, mime="image/png", key=key,
-                       icon=":material/download:")
+    big.save(buf, format="PNG")
+    stem, ext = file_name.rsplit(".", 1)
+    st.download_button(f"Download PNG ({big.width}×{big.height} px)", buf.getvalue(),
+                       file_name=f"{stem}{trunc_file}.{ext}", mime="image/png", key=key, icon=":material/download:")
 
 
 if conditional:
@@ -84,8 +91,9 @@ else:
 
 st.subheader("Latent interpolation")
 i1, i2, i3, i4 = st.columns(4)
-seed_a = int(i1.number_input("From seed", value=seed, step=1, key="interp_a"))
-seed_b = int(i2.number_input("To seed", value=seed + 1, step=1, key="interp_b"))
+# keyed by the Seed above, so that a new Seed moves the interpolation too (seed -> seed + 1 by default)
+seed_a = int(i1.number_input("From seed", value=seed, step=1, key=f"interp_a_{seed}"))
+seed_b = int(i2.number_input("To seed", value=seed + 1, step=1, key=f"interp_b_{seed}"))
 n_steps = i3.slider("Steps", 3, 16, 10, key="interp_steps")
 label = i4.selectbox("Class", list(range(k)), format_func=lambda i: views.class_name(info, i),
                      key="interp_class") if conditional else None
