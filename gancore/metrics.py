@@ -3,8 +3,9 @@
 2-D mixtures use the PacGAN/VEEGAN protocol: draw 2,500 samples; a sample is high quality when
 it lies within 3 sigma of its nearest mode; a mode is captured when it is the nearest mode of at
 least one high-quality sample; reverse KL compares the mode histogram of high-quality samples
-with the uniform one. Images get FID, KID, IS, conditional accuracy, per-class FID or the class
-histogram from the project's evaluator (image_metrics.py).
+with the uniform one. Images get FID (with its bootstrap interval), KID, IS, precision, recall, density,
+coverage, per-class recall, conditional accuracy, per-class FID or the class histogram from the
+project's evaluator (image_metrics.py).
 
 Stacked MNIST (`stacked-mnist`) uses the same protocol on images, as PacGAN and VEEGAN do: draw 26,000
 samples; read each colour channel with the shipped MNIST-5k evaluator; a mode (one of the 1,000 digit

@@ -52,10 +52,25 @@ METRICS = {m.name: m for m in [
     Metric("alpha", "phase", None, meaning="progressive: the fade-in of the current stage (1 = fully in)"),
     # --- every evaluated step ---
     Metric("fid", "score", False, latest=True, listed=True, meaning="Frechet distance of evaluator features"),
+    Metric("fid_lo", "score", None, logged=False,
+           meaning="FID's 95% interval, low end: FID plus the spread of 50 bootstrap resamples of the "
+           "generated samples (the real statistics fixed): where another draw of as many samples would land"),
+    Metric("fid_hi", "score", None, logged=False, meaning="FID's 95% interval, high end (as fid_lo)"),
     Metric("kid_mean", "score", False, latest=True, meaning="kernel distance of the same features (mean over subsets)"),
     Metric("kid_std", "score", None, logged=False, meaning="KID's std over subsets"),
     Metric("is_mean", "score", True, latest=True, meaning="Inception-Score analogue from the evaluator's logits"),
     Metric("is_std", "score", None, logged=False, meaning="IS's std over splits"),
+    Metric("precision", "score", True, latest=True,
+           meaning="share of samples inside some real image's 3-nearest-neighbour ball (evaluator features): "
+           "samples that look real"),
+    Metric("recall", "score", True, latest=True,
+           meaning="share of real images inside some sample's 3-nearest-neighbour ball: how much of the data "
+           "G reaches"),
+    Metric("density", "score", True, latest=True,
+           meaning="real images' 5-nearest-neighbour balls holding a sample, on average, / 5: about 1 for real "
+           "images, near 0 off the data, above 1 where samples crowd the common images"),
+    Metric("coverage", "score", True, latest=True,
+           meaning="share of real images whose 5-nearest-neighbour ball holds a sample: falls when G misses modes"),
     Metric("cond_acc", "score", True, latest=True, listed=True,
            meaning="share of samples made for class k that the evaluator classifies as k"),
     Metric("modes", "score", True, latest=True, listed=True,
@@ -66,6 +81,9 @@ METRICS = {m.name: m for m in [
     Metric("eval_s", "speed", False, meaning="seconds the evaluation took"),
     Metric("cond_acc_per_class", "per_class", True, logged=False, meaning="cond_acc of each class"),
     Metric("fid_per_class", "per_class", False, logged=False, meaning="FID of each class against its real images"),
+    Metric("recall_per_class", "per_class", True, logged=False,
+           meaning="recall of each class's real images (against all samples, whatever G was asked for): "
+           "a class G drops reads near 0"),
     Metric("class_hist", "per_class", None, logged=False, meaning="share of samples the evaluator assigns to each class"),
     Metric("triple_counts", "per_class", None, logged=False,
            meaning="stacked-mnist: samples read as each digit triple 100 r + 10 g + b (1,000 counts)"),

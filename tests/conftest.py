@@ -32,6 +32,18 @@ def gancore_cache(tmp_path_factory):
         os.environ["GANCORE_CACHE"] = old
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module: small matrix work (KID kernels, FID's eigvals, k-NN distances) runs far
+    slower with 2 threads on a busy 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def runs_root(tmp_path, monkeypatch):
     root = tmp_path / "runs"

@@ -17,21 +17,16 @@ import gancore
 import gancore.evaluator as ev
 from gancore import image_metrics, metrics, runs
 from gancore.cli import main
-from gancore.data import load_dataset
+from gancore.data import Dataset, load_dataset
 from gancore.errors import ConfigError
 from conftest import tiny
 
-IMAGE_KEYS = {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "provenance"}
+IMAGE_KEYS = {"fid", "fid_lo", "fid_hi", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall",
+              "density", "coverage", "provenance"}
 PROVENANCE_KEYS = {"evaluator", "weights_sha256", "reference", "data_fingerprint", "n_real", "n_gen", "seed"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small matrix work (KID kernels, FID's eigvals) runs far slower with 2 threads on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small matrix work runs faster on one thread
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +79,7 @@ def test_real_is_near_the_floor_and_noise_blur_one_class_rank_worse_in_that_orde
     assert math.isclose(sum(scores["real"]["class_hist"]), 1, abs_tol=1e-6)
     assert scores["real"]["is_mean"] > 8 and scores["one class"]["is_mean"] < 1.5
     for s in scores.values():
-        assert set(s) == IMAGE_KEYS | {"class_hist"} and s["provenance"]["n_gen"] == 600
+        assert set(s) == IMAGE_KEYS | {"class_hist", "recall_per_class"} and s["provenance"]["n_gen"] == 600
 
 
 def test_conditional_accuracy_of_real_images_is_the_evaluators_accuracy(digits):
@@ -135,6 +130,8 @@ def test_inception_backend_with_local_weights_feeds_uint8_rgb(digits, tmp_path, 
     fake = importlib.util.module_from_spec(importlib.machinery.ModuleSpec("torch_fidelity", None))
     monkeypatch.setitem(sys.modules, "torch_fidelity", fake)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("GANCORE_INCEPTION_URL", "http://127.0.0.1:9/")  # never the real download in a test
+    monkeypatch.setattr(image_metrics, "INCEPTION_SHA256", hashlib.sha256(b"stand-in weights").hexdigest())
     with pytest.raises(ConfigError, match="needs the Inception weights at .*weights-inception-2015-12-05"):
         image_metrics.inception_weights()
     weights = tmp_path / "hub" / "checkpoints" / image_metrics.INCEPTION_FILE
@@ -168,6 +165,29 @@ def test_perfect_2d_sampler_scores_all_modes_and_989_permille_high_quality(name)
     # within 3 sigma in 2-D: chi-square with 2 dof, P = 1 - exp(-9/2); binomial std at n = 2,500 is 0.002
     assert s["hq_share"] == pytest.approx(1 - math.exp(-4.5), abs=0.007)
     assert s["reverse_kl"] < 0.02
+
+
+def collapsed_ring_points(n=2500, seed=0):
+    """A collapsed sampler on the 8-Gaussian ring: 90 % of the points within 2.5 sigma of modes 0, 1 and 2 (an
+    equal share each), 10 % off every mode: half a unit beyond modes 3..7, so that each of the five lies
+    nearest a mode the sampler missed. Expected: 3 modes, high-quality share 0.9, reverse KL log(8/3)."""
+    data = load_dataset("ring")
+    g = torch.Generator().manual_seed(seed)
+    n_off = n // 10
+    hit = torch.arange(n - n_off) % 3  # modes 0, 1, 2
+    offset = data.sigma * torch.randn(len(hit), 2, generator=g)
+    offset *= (2.5 * data.sigma / offset.norm(dim=1, keepdim=True)).clamp(max=1)  # within 2.5 sigma: all hits
+    off = 1.5 * data.modes[3 + torch.arange(n_off) % 5]  # 0.5 from modes 3..7 (sigma 0.01): no hits
+    return torch.cat([data.modes[hit] + offset, off]), data
+
+
+def test_a_collapsed_2d_sampler_scores_its_3_modes_its_hit_share_and_kl_log_8_over_3():
+    points, data = collapsed_ring_points()
+    assert len(data.modes) == 8 and data.sigma == 0.01
+    s = metrics.mode_coverage(points, data.modes, data.sigma)
+    assert s["modes"] == 3  # not 8: the off-mode points, nearest modes 3..7, are no hits
+    assert s["hq_share"] == pytest.approx(0.9, abs=1e-12)
+    assert s["reverse_kl"] == pytest.approx(math.log(8 / 3), rel=1e-9)  # 1/3 on each of 3 of 8 bins
 
 
 # ---------------------------------------------------------------- provenance
@@ -362,7 +382,36 @@ def test_copying_check_tells_copies_from_fresh_images():
     assert metrics.copying(points.images()[:10], points) == {}
 
 
+def lower_median(values: torch.Tensor) -> float:
+    """The lower of the two middle values of an even count, as torch.median takes it."""
+    return values.sort().values[(len(values) - 1) // 2].item()
+
+
+def nn_medians_by_brute_force(gen: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
+    """The copying check's two medians from every pairwise distance at once, in float64: each generated image to
+    its nearest real one; each real image to its nearest *other* one (the diagonal left out)."""
+    gen, real = gen.flatten(1).double(), real.flatten(1).double()
+    exact = "donot_use_mm_for_euclid_dist"
+    real_to_real = torch.cdist(real, real, compute_mode=exact).fill_diagonal_(math.inf)  # (N, N)
+    return (lower_median(torch.cdist(gen, real, compute_mode=exact).min(1).values),
+            lower_median(real_to_real.min(1).values))
+
+
+def test_copying_check_equals_brute_force_leave_one_out_over_several_chunks():
+    digits = load_dataset("digits")
+    real = Dataset("digits", digits.x[:300], digits.y[:300], 10, digits.class_names, None, 0.0)
+    g = torch.Generator().manual_seed(0)
+    gen = (digits.images()[300:360] + 0.1 * torch.randn(60, 1, 16, 16, generator=g)).clamp(-1, 1)  # fresh images
+    nn_median, nn_real_median = nn_medians_by_brute_force(gen, real.images())
+    got = metrics.copying(gen, real, chunk=32)  # 10 chunks of the real images, 2 of the generated ones
+    assert got["nn_real_median"] == pytest.approx(nn_real_median, rel=1e-4)
+    assert got["nn_median"] == pytest.approx(nn_median, rel=1e-4)
+    assert got["nn_ratio"] == pytest.approx(nn_median / nn_real_median, rel=1e-4)
+
+
 def test_eval_reports_the_copying_check(cond_run, capsys):
     code, out, err = cli(capsys, "eval", cond_run, "--n", 200)
     r = json.loads(out)
     assert code == 0 and 0 < r["nn_ratio"] == pytest.approx(r["nn_median"] / r["nn_real_median"])
+    all_digits = load_dataset("digits").images()  # the yardstick: every training image to its nearest other one
+    assert r["nn_real_median"] == pytest.approx(nn_medians_by_brute_force(all_digits[:1], all_digits)[1], rel=1e-4)
