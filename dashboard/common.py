@@ -141,6 +141,28 @@ def group_chart(groups: dict[str, dict[str, pd.DataFrame]], metric: str, x: str 
     return fig
 
 
+def score_chart(df: pd.DataFrame, metric: str, label: str, height: int = 260) -> go.Figure:
+    """One score of one run over its evaluations, with its spread where it has one (records.COMPANIONS): FID's
+    interval as a band, KID's and IS's std as error bars."""
+    from gancore.records import COMPANIONS
+
+    cols = [metric, *COMPANIONS.get(metric, ())]
+    d = df.dropna(subset=[metric])[["step", *[c for c in cols if c in df]]]
+    spread = COMPANIONS.get(metric, ())
+    fig = go.Figure()
+    if len(spread) == 2 and all(c in d for c in spread):
+        lo, hi = spread
+        fig.add_trace(go.Scatter(x=list(d["step"]) + list(d["step"])[::-1], y=list(d[hi]) + list(d[lo])[::-1],
+                                 fill="toself", fillcolor="#636EFA", opacity=0.2, line=dict(width=0),
+                                 name="95% interval", hoverinfo="skip"))
+    error = dict(type="data", array=d[spread[0]], visible=True) if len(spread) == 1 and spread[0] in d else None
+    fig.add_trace(go.Scatter(x=d["step"], y=d[metric], mode="lines+markers", line=dict(color="#636EFA", width=2),
+                             error_y=error, name=label))
+    fig.update_layout(title=label, height=height, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step",
+                      showlegend=False, hovermode="x unified")
+    return fig
+
+
 def overlay_chart(df: pd.DataFrame, metric_names: list[str], title: str, colors: dict[str, str]) -> go.Figure:
     """Several metrics of one run on one chart, one line each (line_chart draws one metric of several runs)."""
     fig = go.Figure()

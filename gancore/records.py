@@ -23,9 +23,25 @@ class Metric:
     listed: bool = False  # shown in run lists (the Runs page, best/last summaries)
     logged: bool = True  # written to train.log's line for the record
     meaning: str = ""
+    label: str = ""  # the readable name pages show ("FID", "KID"); the name itself when empty
+    share: bool = False  # a fraction of 1, shown as a percent
 
     def format(self, value) -> str:
+        """A value as train.log writes it: 4 significant digits."""
         return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    def display(self, value) -> str:
+        """A value as the pages show it: a share as a percent (one decimal), a whole number as one, anything else
+        to 4 significant digits."""
+        if self.share and isinstance(value, (int, float)):
+            return f"{100 * value:.1f}%"
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return self.format(value)
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
 
 
 METRICS = {m.name: m for m in [
@@ -51,18 +67,18 @@ METRICS = {m.name: m for m in [
     Metric("resolution", "phase", None, meaning="progressive: the resolution G and D work at (px)"),
     Metric("alpha", "phase", None, meaning="progressive: the fade-in of the current stage (1 = fully in)"),
     # --- every evaluated step ---
-    Metric("fid", "score", False, latest=True, listed=True, meaning="Frechet distance of evaluator features"),
+    Metric("fid", "score", False, latest=True, listed=True, meaning="Frechet distance of evaluator features", label="FID"),
     Metric("fid_lo", "score", None, logged=False,
            meaning="FID's 95% interval, low end: FID plus the spread of 50 bootstrap resamples of the "
            "generated samples (the real statistics fixed): where another draw of as many samples would land"),
     Metric("fid_hi", "score", None, logged=False, meaning="FID's 95% interval, high end (as fid_lo)"),
-    Metric("kid_mean", "score", False, latest=True, meaning="kernel distance of the same features (mean over subsets)"),
+    Metric("kid_mean", "score", False, latest=True, meaning="kernel distance of the same features (mean over subsets)", label="KID"),
     Metric("kid_std", "score", None, logged=False, meaning="KID's std over subsets"),
-    Metric("is_mean", "score", True, latest=True, meaning="Inception-Score analogue from the evaluator's logits"),
+    Metric("is_mean", "score", True, latest=True, meaning="Inception-Score analogue from the evaluator's logits", label="IS"),
     Metric("is_std", "score", None, logged=False, meaning="IS's std over splits"),
     Metric("precision", "score", True, latest=True,
            meaning="share of samples inside some real image's 3-nearest-neighbour ball (evaluator features): "
-           "samples that look real"),
+           "samples that look real", label="precision"),
     Metric("recall", "score", True, latest=True,
            meaning="share of real images inside some sample's 3-nearest-neighbour ball: how much of the data "
            "G reaches"),
@@ -72,12 +88,12 @@ METRICS = {m.name: m for m in [
     Metric("coverage", "score", True, latest=True,
            meaning="share of real images whose 5-nearest-neighbour ball holds a sample: falls when G misses modes"),
     Metric("cond_acc", "score", True, latest=True, listed=True,
-           meaning="share of samples made for class k that the evaluator classifies as k"),
+           meaning="share of samples made for class k that the evaluator classifies as k", label="conditional accuracy", share=True),
     Metric("modes", "score", True, latest=True, listed=True,
-           meaning="modes captured: of a 2-D mixture's, or of stacked-mnist's 1,000 digit triples"),
-    Metric("hq_share", "score", True, latest=True, listed=True, meaning="2-D: share of samples within 3 sigma of a mode"),
+           meaning="modes captured: of a 2-D mixture's, or of stacked-mnist's 1,000 digit triples", label="modes captured"),
+    Metric("hq_share", "score", True, latest=True, listed=True, meaning="2-D: share of samples within 3 sigma of a mode", label="high-quality share", share=True),
     Metric("reverse_kl", "score", False, latest=True,
-           meaning="KL(generated mode histogram || uniform): 2-D (high-quality samples) and stacked-mnist"),
+           meaning="KL(generated mode histogram || uniform): 2-D (high-quality samples) and stacked-mnist", label="reverse KL"),
     Metric("eval_s", "speed", False, meaning="seconds the evaluation took"),
     Metric("cond_acc_per_class", "per_class", True, logged=False, meaning="cond_acc of each class"),
     Metric("fid_per_class", "per_class", False, logged=False, meaning="FID of each class against its real images"),
@@ -88,6 +104,10 @@ METRICS = {m.name: m for m in [
     Metric("triple_counts", "per_class", None, logged=False,
            meaning="stacked-mnist: samples read as each digit triple 100 r + 10 g + b (1,000 counts)"),
 ]}
+
+# A score's spread, drawn around it rather than as a metric of its own: its interval (low, high) or its std.
+COMPANIONS = {"fid": ("fid_lo", "fid_hi"), "kid_mean": ("kid_std",), "is_mean": ("is_std",)}
+SPREADS = {c for cs in COMPANIONS.values() for c in cs}
 
 # Columns of every record that are not metrics.
 RECORD_KEYS = ("step", "images_seen", "time", "provenance")
@@ -109,6 +129,28 @@ def format_record(r: dict) -> str:
     parts = [f"step {r['step']}"]
     parts += [f"{m.name} {m.format(float(r[m.name]))}" for m in METRICS.values() if m.logged and m.name in r]
     return "  ".join(parts)
+
+
+def score_label(name: str, provenance: dict | None = None) -> str:
+    """What a score is, in a few words: `FID · mnist-5k evaluator` (its feature network named where it has one, so
+    an evaluator FID of 0.17 is never read as an Inception FID)."""
+    m = METRICS.get(name)
+    title = m.title if m else name
+    if provenance and provenance.get("evaluator") and name in ("fid", "kid_mean", "is_mean", "precision", "recall",
+                                                                "density", "coverage"):
+        feature = provenance["evaluator"]
+        return f"{title} · {feature if 'inception' in feature else feature + ' evaluator'}"
+    return title
+
+
+def score_help(name: str, provenance: dict | None = None) -> str:
+    """One hover line: what the score means, and the scale it lives on."""
+    m = METRICS.get(name)
+    meaning = m.meaning if m else ""
+    if name == "fid" and provenance and "inception" not in str(provenance.get("evaluator")):
+        meaning += (". Not an Inception FID: this evaluator's real images score about 0.03 against themselves and "
+                    "0.16 against held-out real ones, blur or one class 20-80 (docs/benchmarks.md, calibration)")
+    return meaning
 
 
 def format_scores(scores: dict | None) -> str:

@@ -153,3 +153,43 @@ def test_elapsed_time_counts_every_segment_of_a_resumed_run(runs_root):
     assert views.elapsed(status) == pytest.approx(total, abs=0.1)
     assert views.elapsed(status) > views.elapsed(first)
     assert views.elapsed(status) > status["finished"] - status["started"]  # more than the last segment alone
+
+
+@pytest.fixture(scope="module")
+def evaluated_root(tmp_path_factory):
+    from conftest import tiny
+
+    root = tmp_path_factory.mktemp("mon") / "runs"
+    for name, every in (("once", 8), ("twice", 4)):
+        gancore.train(tiny(name=name, steps=8, eval_every=every, eval_n=200, runs_root=str(root)))
+    return root
+
+
+def test_monitor_names_each_score_and_draws_spreads(evaluated_root, monkeypatch):
+    monkeypatch.setenv("GANCORE_RUNS", str(evaluated_root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["run"] = "twice"
+    at.run()
+    at.switch_page("pages/monitor.py").run()
+    assert not at.exception
+    latest = [m for m in at.metric if m.label.startswith("latest ")]
+    assert latest[0].label == "latest FID · digits evaluator" and "Not an Inception FID" in latest[0].help
+    assert latest[1].label == "latest KID · digits evaluator"
+    charts = {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
+              for c in at.get("plotly_chart") if "title" in json.loads(c.proto.spec)["layout"]}
+    assert "FID · digits evaluator" in charts and "fid_lo" not in charts and "kid_std" not in charts
+    assert any(t.get("fill") == "toself" for t in charts["FID · digits evaluator"]["data"])  # the interval band
+    assert charts["KID · digits evaluator"]["data"][0]["error_y"]["visible"]  # std as error bars
+
+
+def test_monitor_shows_one_evaluation_as_numbers(evaluated_root, monkeypatch):
+    monkeypatch.setenv("GANCORE_RUNS", str(evaluated_root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["run"] = "once"
+    at.run()
+    at.switch_page("pages/monitor.py").run()
+    assert not at.exception
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+    assert not any("evaluator" in t for t in titles)  # no one-dot score charts
+    labels = [m.label for m in at.metric]
+    assert "FID · digits evaluator" in labels and "precision · digits evaluator" in labels

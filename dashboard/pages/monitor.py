@@ -2,8 +2,8 @@
 import streamlit as st
 
 from common import (LIVE_SECONDS, line_chart, metrics, notes_editor, overlay_chart, pick_run, run_names,
-                    runs_root, state_badge)
-from gancore import launch, runs, views
+                    runs_root, score_chart, state_badge)
+from gancore import launch, records, runs, views
 
 LINE_COLORS = {"loss_d": "#EF553B", "loss_g": "#636EFA", "d_real": "#00CC96", "d_fake": "#AB63FA",
                "grad_norm_d": "#EF553B", "grad_norm_g": "#636EFA"}
@@ -68,8 +68,11 @@ def monitor():
     if elapsed is not None:
         cols[2].metric("elapsed", f"{int(elapsed) // 60}:{int(elapsed) % 60:02d}")
     latest = views.latest_scores(df)
+    provenance = views.run_provenance(df)
     for col, (k, v) in zip(cols[3:], latest.items()):
-        col.metric(f"latest {k}", f"{v:.4g}")
+        metric = records.METRICS.get(k)
+        col.metric(f"latest {records.score_label(k, provenance)}", metric.display(v) if metric else f"{v:.4g}",
+                   help=records.score_help(k, provenance))
     best = status.get("best")
     if best:
         st.caption(f"best so far: step {best['step']}, {views.format_scores(best['value'])}")
@@ -93,13 +96,22 @@ def monitor():
             left.plotly_chart(overlay_chart(df, grads, "gradient norms", LINE_COLORS), key="chart_grads")
         if "img_per_s" in df:
             right.plotly_chart(line_chart(frames, "img_per_s"), key="chart_speed")
-        scores = [m for m in views.numeric_metrics(df) if m in views.SCORES
+        scores = [m for m in views.numeric_metrics(df) if m in views.SCORES and m not in records.SPREADS
                   and df[m].notna().any()]
         if scores:
             st.subheader("Evaluations")
-            cols = st.columns(min(3, len(scores)))
-            for i, m in enumerate(scores):
-                cols[i % len(cols)].plotly_chart(line_chart(frames, m, height=260), key=f"chart_eval_{m}")
+            provenance = views.run_provenance(df)
+            if df[scores[0]].notna().sum() == 1:  # one evaluation: numbers, not one-dot charts
+                cols = st.columns(min(5, len(scores)))
+                for i, m in enumerate(scores):
+                    v = df[m].dropna().iloc[-1]
+                    cols[i % len(cols)].metric(records.score_label(m, provenance), records.METRICS[m].display(v),
+                                               help=records.score_help(m, provenance))
+            else:
+                cols = st.columns(min(3, len(scores)))
+                for i, m in enumerate(scores):
+                    fig = score_chart(df, m, records.score_label(m, provenance))
+                    cols[i % len(cols)].plotly_chart(fig, key=f"chart_eval_{m}")
 
     grids = runs.sample_grids(path)
     st.subheader("Samples (fixed noise)")
