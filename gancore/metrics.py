@@ -35,6 +35,7 @@ N_IMAGES = 10_000        # images scored by `gancore eval` unless --n says other
 N_IMAGES_TRAINING = 2000  # images per evaluation during training (eval_n 0): under 5 % of training time
 N_STACKED = 26_000       # the PacGAN/VEEGAN sample count for stacked MNIST, in training and `gancore eval` alike
 STACKED = "stacked-mnist"
+COPY_MAX_GEN = 1_000  # samples behind an evaluation's copy_ratio at most
 COPY_MAX_REAL = 10_000   # the copying check compares every sample with every training image: only sets this small
 TRIPLES = 1000           # stacked MNIST's modes: (R, G, B) digit triples
 DIGIT_READER = "mnist-5k"  # the shipped evaluator that reads each channel of a stacked-MNIST image
@@ -158,6 +159,20 @@ def score_images(x: torch.Tensor, labels, data, scorer, seed: int, device="cpu")
     return out
 
 
+_REAL_NN: dict[tuple, torch.Tensor] = {}  # per (data fingerprint, class): real images' nearest-other distances
+
+
+def _nearest(rows: torch.Tensor, real: torch.Tensor, exclude_self: bool = False, chunk: int = 1000) -> torch.Tensor:
+    """(len(rows),) L2 distance from each row to its nearest row of `real` (itself left out when rows is real)."""
+    out = []
+    for i in range(0, len(rows), chunk):
+        d = torch.cdist(rows[i:i + chunk], real)  # (chunk, N)
+        if exclude_self:
+            d[torch.arange(len(d)), torch.arange(i, i + len(d))] = math.inf
+        out.append(d.min(1).values)
+    return torch.cat(out) if out else torch.empty(0)
+
+
 @torch.no_grad()
 def copying(x: torch.Tensor, data, chunk: int = 1000) -> dict:
     """Does G copy its training set? x: samples (n, C, H, W) in [-1, 1].
@@ -171,18 +186,57 @@ def copying(x: torch.Tensor, data, chunk: int = 1000) -> dict:
         return {}
     real = data.images().cpu().flatten(1)  # (N, D)
     gen = x.float().cpu().flatten(1)  # (n, D)
-
-    def nearest(rows, exclude_self: bool):
-        out = []
-        for i in range(0, len(rows), chunk):
-            d = torch.cdist(rows[i : i + chunk], real)  # (chunk, N)
-            if exclude_self:
-                d[torch.arange(len(d)), torch.arange(i, i + len(d))] = math.inf
-            out.append(d.min(1).values)
-        return torch.cat(out)
-
-    fake_nn, real_nn = nearest(gen, False).median().item(), nearest(real, True).median().item()
+    fake_nn = _nearest(gen, real, chunk=chunk).median().item()
+    real_nn = _nearest(real, real, exclude_self=True, chunk=chunk).median().item()
     return {"nn_median": fake_nn, "nn_real_median": real_nn, "nn_ratio": fake_nn / real_nn}
+
+
+@torch.no_grad()
+def copy_ratio(x: torch.Tensor, labels, data) -> dict:
+    """The copying check of an evaluation: {"copy_ratio": median distance from a sample to its nearest training
+    image / the same median for real images (each to its nearest other one)}. Class-matched when the samples were
+    made for classes (each against the training images of its class: 1s sit far closer together than 8s, so an
+    unmatched mix misleads). About 1 or above: no sign of copying; well below 1: samples sit closer to training
+    images than real images do to each other. {} for points, and for sets over COPY_MAX_REAL images."""
+    if data.kind != "image" or len(data) > COPY_MAX_REAL:
+        return {}
+    real = data.images().cpu().flatten(1)  # (N, D)
+    step = max(1, len(x) // COPY_MAX_GEN)  # a spread-out subset: the median needs no more
+    gen = x[::step].float().cpu().flatten(1)  # (n, D)
+    labels = labels[::step] if labels is not None else None
+    matched = labels is not None and data.y is not None
+    classes = labels.cpu().unique().tolist() if matched else [None]
+    fake_nn, real_nn = [], []
+    for c in classes:
+        real_c = real if c is None else real[data.y.cpu() == c]
+        if len(real_c) < 2:
+            continue
+        key = (fingerprint_of(data), c)
+        if key not in _REAL_NN:  # a property of the data alone: once per process
+            _REAL_NN[key] = _nearest(real_c, real_c, exclude_self=True)
+        real_nn.append(_REAL_NN[key])
+        fake_nn.append(_nearest(gen if c is None else gen[labels.cpu() == c], real_c))
+    yardstick = torch.cat(real_nn).median().item() if real_nn else 0.0
+    if not fake_nn or yardstick == 0:  # no class with two images, or most images duplicated: no yardstick
+        return {}
+    return {"copy_ratio": torch.cat(fake_nn).median().item() / yardstick}
+
+
+def fingerprint_of(data) -> str:
+    from .evaluator import fingerprint
+
+    return fingerprint(data)
+
+
+@torch.no_grad()
+def nearest_training_images(image: torch.Tensor, data, k: int = 8, label: int | None = None):
+    """The k training images nearest to `image` (C, H, W) in [-1, 1] by pixel L2, among those of class `label`
+    when given: (indices into data, distances), nearest first."""
+    real = data.images().cpu().flatten(1)
+    pool = torch.arange(len(real)) if label is None or data.y is None else torch.nonzero(data.y.cpu() == label)[:, 0]
+    d = torch.cdist(image.float().cpu().flatten()[None], real[pool])[0]
+    best = d.topk(min(k, len(pool)), largest=False)
+    return pool[best.indices], best.values
 
 
 def scorer_or_none(data, backend: str = "evaluator"):
@@ -217,7 +271,7 @@ def evaluate(G, z_dim: int, data, conditional: bool, n: int = 0, seed: int = 0, 
     if data.kind == "points":
         return {**mode_coverage(x, data.modes.cpu(), data.sigma), "provenance": points_provenance(data, n, seed)}
     x = quantize(x).float() / 127.5 - 1  # (n, C, H, W) on the 8-bit grid
-    out = score_images(x, labels, data, scorer, seed, device)
+    out = {**score_images(x, labels, data, scorer, seed, device), **copy_ratio(x, labels, data)}
     return {**out, **copying(x, data)} if check_copying else out
 
 

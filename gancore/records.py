@@ -94,6 +94,10 @@ METRICS = {m.name: m for m in [
     Metric("hq_share", "score", True, latest=True, listed=True, meaning="2-D: share of samples within 3 sigma of a mode", label="high-quality share", share=True),
     Metric("reverse_kl", "score", False, latest=True,
            meaning="KL(generated mode histogram || uniform): 2-D (high-quality samples) and stacked-mnist", label="reverse KL"),
+    Metric("copy_ratio", "score", None, latest=True, label="copying ratio",
+           meaning="median distance from a sample to its nearest training image over the same median of real "
+           "images to each other, class-matched for conditional runs: about 1 or above, no sign of copying; well "
+           "below 1, samples sit on training images"),
     Metric("eval_s", "speed", False, meaning="seconds the evaluation took"),
     Metric("cond_acc_per_class", "per_class", True, logged=False, meaning="cond_acc of each class"),
     Metric("fid_per_class", "per_class", False, logged=False, meaning="FID of each class against its real images"),

@@ -40,3 +40,14 @@ def test_the_png_size_is_chosen(runs_root):
         label = next(b.proto.label for b in at.get("download_button"))
         sizes[scale] = [int(v) for v in label.split("(")[1].split(" px")[0].split("×")]
     assert sizes[4] == [4 * sizes[1][0], 4 * sizes[1][1]]
+
+
+def test_a_sample_beside_its_nearest_training_images(runs_root):
+    at = samples(runs_root)
+    at.selectbox(key="nn_class").set_value(3).run()
+    at.number_input(key="nn_col").set_value(2).run()
+    assert not at.exception
+    strip = [c for c in captions(at) if c.startswith("first: the sample (class 3, column 2)")]
+    assert strip and "its 8 nearest training images of that class" in strip[0]
+    distances = [float(d) for d in strip[0].split("distances ")[1].split(". A sample")[0].split(", ")]
+    assert len(distances) == 8 and distances == sorted(distances) and distances[0] > 0  # the demo copies nothing

@@ -5,12 +5,15 @@ user has no class-conditional run of their own, so a newcomer sees every digit o
 """
 import io
 
+import numpy as np
 import streamlit as st
+import torch
 from PIL import Image
 
 from common import checkpoint_mtime, generator, pick_run, run_names, runs_root
 from gancore import runs, views
 from gancore.errors import GancoreError
+from gancore.metrics import nearest_training_images
 from gancore.sample import class_morph, class_rows, generate, image_grid, interpolation, to_uint8
 
 PRETRAINED = runs.PRETRAINED_ROOT / "mnist-5k-cgan"
@@ -74,6 +77,34 @@ def show(images, ncol, caption, file_name, key):
                        file_name=f"{stem}{trunc_file}.{ext}", mime="image/png", key=key, icon=":material/download:")
 
 
+@st.cache_resource(max_entries=2, show_spinner="Loading the training images ...")
+def training_data(dataset: str, data_path, image_size: int, channels: int):
+    from gancore.data import load_dataset
+
+    return load_dataset(dataset, data_path, image_size, channels)
+
+
+def nearest_strip(x, classes, per_row, names):
+    """A chosen sample beside its nearest training images of its class (pixel distance): is it one of them?"""
+    with st.expander("Nearest training images of a sample", icon=":material/compare:"):
+        n1, n2 = st.columns(2)
+        c = n1.selectbox("Row (class)", classes, format_func=lambda i: names[i], key="nn_class")
+        j = int(n2.number_input("Sample (column)", 1, per_row, 1, key="nn_col"))
+        try:
+            data = training_data(cfg["dataset"], cfg.get("data_path"), cfg["image_size"], cfg["channels"])
+        except GancoreError as e:
+            st.caption(f"The training images cannot be loaded here: {e}")
+            return
+        sample = x[classes.index(c) * per_row + j - 1]  # (H, W, C) uint8
+        image = torch.from_numpy(sample).permute(2, 0, 1).float() / 127.5 - 1
+        idx, dist = nearest_training_images(image, data, k=8, label=c)
+        strip = np.concatenate([sample[None], to_uint8(data.images(idx))])
+        st.image(image_grid(strip, len(strip)), width=min(900, 60 * len(strip)),
+                 caption=f"first: the sample (class {names[c]}, column {j}); then its {len(idx)} nearest training "
+                         f"images of that class, at pixel distances " + ", ".join(f"{d:.1f}" for d in dist.tolist())
+                         + ". A sample that copies sits at distance ~0 from the first" + trunc_text)
+
+
 if conditional:
     names = [views.class_name(info, i) for i in range(k)]
     classes = st.multiselect("Classes (one row each)", list(range(k)), default=list(range(k)),
@@ -84,6 +115,7 @@ if conditional:
         show(x, ncol, f"{name} · {('best' if step == 'best' else f'step {step}')} · seed {seed} · rows: "
              + ", ".join(names[c] for c in classes) + " (the same noise in every row)",
              f"{name}-classes-seed{seed}.png", "dl_rows")
+        nearest_strip(x, classes, per_row, names)
 else:
     n = st.slider("Samples", 4, 128, 64, 4, key="samples_n")
     x = to_uint8(generate(G, z_dim, n, seed=seed, truncation=truncation))
