@@ -60,7 +60,8 @@ def run_rows(root=None) -> list[dict]:
                      "model": f.get("model", "auto"), "loss": f.get("loss", f.get("preset", "")),
                      "conditioning": f.get("conditioning", ""), "latest": "", "best": "", "elapsed_s": None,
                      "error": p["error"], "pending": True, "processes": p["status"].get("world_size", 1),
-                     "placement": placement_text(p["status"]), "waiting": is_waiting(p["status"]), "tags": ""})
+                     "placement": placement_text(p["status"]), "waiting": is_waiting(p["status"]), "tags": "",
+                     "eta_s": None})
     for path in reversed(runs.list_runs(root)):
         c = runs.read_json_object(path / "config.json")
         st = runs.read_status(path)
@@ -72,7 +73,8 @@ def run_rows(root=None) -> list[dict]:
                      "best": format_scores((st.get("best") or {}).get("value")),
                      "elapsed_s": elapsed(st), "error": st.get("error"), "pending": False,
                      "processes": st.get("world_size", 1), "placement": placement_text(st),
-                     "waiting": is_waiting(st), "tags": ", ".join(runs.read_notes(path)["tags"])})
+                     "waiting": is_waiting(st), "tags": ", ".join(runs.read_notes(path)["tags"]),
+                     "eta_s": eta(st) if state_of(st) == "running" else None})
     return rows
 
 
@@ -89,6 +91,23 @@ def elapsed(status: dict) -> float | None:
         return None
     end = status.get("finished") if ended else None
     return round((end or status.get("heartbeat") or time.time()) - start, 1)
+
+
+def eta(status: dict) -> float | None:
+    """Seconds until a running run reaches its last step, at the rate it has trained so far (steps per training
+    second, evaluations and checkpoints included, across resumes); None when it is not running or has no rate."""
+    trained, step, steps = status.get("trained_s"), status.get("step") or 0, status.get("steps") or 0
+    if status.get("state") != "running" or not trained or step <= 0:
+        return None
+    return max(0.0, (steps - step) * trained / step)  # trained_s and step are written together, at each heartbeat
+
+
+def duration(seconds: float | None) -> str:
+    """`1:05:03`, `4:07` or `0:09`: hours only when there are some; empty for None."""
+    if seconds is None:
+        return ""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def headline(scores: dict | None) -> dict:

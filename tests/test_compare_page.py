@@ -1,6 +1,7 @@
 """Compare with groups of seeds (AppTest): the mean curve and its band, the groups' final values, the pairwise
 table with its verdicts, and the parallel-coordinates chart of settings against a final score."""
 import json
+import os
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -193,3 +194,33 @@ def test_monitor_shows_one_evaluation_as_numbers(evaluated_root, monkeypatch):
     assert not any("evaluator" in t for t in titles)  # no one-dot score charts
     labels = [m.label for m in at.metric]
     assert "FID · digits evaluator" in labels and "precision · digits evaluator" in labels
+
+
+def test_time_left_comes_from_the_rate_so_far():
+    from gancore import views
+
+    running = {"state": "running", "step": 200, "steps": 1000, "trained_s": 50.0}  # 4 steps a second
+    assert views.eta(running) == 200.0 and views.duration(views.eta(running)) == "3:20"
+    assert views.eta(dict(running, state="done")) is None
+    assert views.eta(dict(running, step=0)) is None  # no rate yet
+    assert views.duration(3 * 3600 + 61) == "3:01:01" and views.duration(None) == ""
+
+
+def test_runs_and_monitor_show_time_left_for_a_running_run(evaluated_root, monkeypatch):
+    from gancore import runs
+
+    path = evaluated_root / "twice"
+    status = runs.read_status(path)
+    runs.update_status(path, state="running", pid=os.getpid(), step=4, steps=8, trained_s=10.0, finished=None)
+    try:
+        monkeypatch.setenv("GANCORE_RUNS", str(evaluated_root))
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.session_state["run"] = "twice"
+        at.run()
+        table = at.dataframe[0].value
+        assert table.set_index("run").loc["twice", "time left"] == "0:10"
+        at.switch_page("pages/monitor.py").run()
+        elapsed = next(m for m in at.metric if m.label == "elapsed")
+        assert "0:10 left" in elapsed.proto.delta
+    finally:
+        runs.write_json_atomic(path / "status.json", status)

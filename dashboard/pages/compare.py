@@ -8,6 +8,8 @@ from common import group_chart, line_chart, metrics, run_names, runs_root
 from gancore import replicates, report, runs, views
 from gancore.records import provenance_difference
 
+FOLLOW_SECONDS = 5  # how often the page looks whether a selected running run has new records
+
 st.title("Compare")
 root = runs_root()
 names = run_names()
@@ -38,6 +40,20 @@ if not selected:
     st.info("Pick two or more runs to compare.")
     st.stop()
 frames = {n: metrics(root / n) for n in selected}
+live = [n for n in selected if views.state_of(runs.read_status(root / n)) in ("running", "queued")]
+
+
+@st.fragment(run_every=FOLLOW_SECONDS if live else None)
+def follow():
+    """While a selected run trains, redraw the page when its metrics grow (the charts follow it, as Monitor's do)."""
+    stamp = tuple(views.metrics_mtime(root / n) for n in live)
+    if st.session_state.get("cmp_stamp", stamp) != stamp:
+        st.session_state["cmp_stamp"] = stamp
+        st.rerun()
+    st.session_state["cmp_stamp"] = stamp
+
+
+follow()
 colors = views.colors(selected)
 
 first = views.numeric_metrics(frames[selected[0]])  # its order (losses first), then the others' extras

@@ -65,8 +65,11 @@ def monitor():
     if "img_per_s" in df and df["img_per_s"].notna().any():
         cols[1].metric("images/s", f"{df['img_per_s'].dropna().iloc[-1]:,.0f}")
     elapsed = views.elapsed(status)
+    left = views.eta(status)
     if elapsed is not None:
-        cols[2].metric("elapsed", f"{int(elapsed) // 60}:{int(elapsed) % 60:02d}")
+        cols[2].metric("elapsed", views.duration(elapsed),
+                       delta=f"{views.duration(left)} left" if left is not None else None, delta_color="off",
+                       help="training time across resumes; time left at the rate so far")
     latest = views.latest_scores(df)
     provenance = views.run_provenance(df)
     for col, (k, v) in zip(cols[3:], latest.items()):
@@ -116,7 +119,11 @@ def monitor():
     grids = runs.sample_grids(path)
     st.subheader("Samples (fixed noise)")
     if not grids:
-        st.info("No sample grid yet: one is saved every `sample_every` steps.")
+        every = int(config.get("sample_every") or 0)
+        first = min(every, int(steps)) if every else int(steps)
+        rate = (status.get("trained_s") or 0) / step if step else None  # training seconds per step so far
+        when = f", in about {views.duration((first - step) * rate)}" if rate and first > step else ""
+        st.info(f"No sample grid yet: the first comes at step {first:,}{when} (then every {every:,} steps).")
     else:
         steps_with = list(grids)
         if len(steps_with) > 1:

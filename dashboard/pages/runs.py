@@ -6,6 +6,7 @@ from common import LIVE_SECONDS, notes_editor, open_in, runs_root, state_badge
 from gancore import launch, views
 from gancore.errors import GancoreError
 
+IDLE_SECONDS = 5  # how often the table looks for new runs when none trains
 QUICK_START = {"preset": "cgan-concat"}  # class-conditional DCGAN on MNIST-5k: about 5 minutes on 2 CPU cores
 
 st.title("Runs")
@@ -35,12 +36,14 @@ if st.session_state.get("run") not in [r["run"] for r in rows]:
     st.session_state["run"] = rows[0]["run"]
 
 
-@st.fragment(run_every=LIVE_SECONDS if any(r["state"] in ("running", "queued") for r in rows) else None)
+# live while anything trains; otherwise still every IDLE_SECONDS, so a run started elsewhere (the CLI) shows up
+@st.fragment(run_every=LIVE_SECONDS if any(r["state"] in ("running", "queued") for r in rows) else IDLE_SECONDS)
 def table():
     launch.kick(root)
     rows = views.run_rows(root)
     df = pd.DataFrame(rows)
-    df["elapsed"] = df["elapsed_s"].map(lambda s: "" if pd.isna(s) else f"{int(s) // 60}:{int(s) % 60:02d}")
+    df["elapsed"] = df["elapsed_s"].map(lambda s: "" if pd.isna(s) else views.duration(s))
+    df["time left"] = df["eta_s"].map(lambda s: "" if pd.isna(s) else views.duration(s))
     df["steps"] = df.apply(lambda r: f"{r['step']:,}/{int(r['steps'] or 0):,}", axis=1)
     counts = df["state"].value_counts()
     st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()))
@@ -53,7 +56,7 @@ def table():
         st.markdown(f"{state_badge(picked['state'])} **{picked['run']}** · {picked['state']} · step "
                     f"{picked['step']:,} of {int(picked['steps'] or 0):,}{where}")
     columns = ["run", "state", "progress", "steps", "dataset", "model", "loss", "conditioning", "latest", "best",
-               "elapsed", "placement"] + (["tags"] if df["tags"].astype(bool).any() else []) + (["processes"] if (df["processes"] > 1).any() else []) \
+               "elapsed", "time left", "placement"] + (["tags"] if df["tags"].astype(bool).any() else []) + (["processes"] if (df["processes"] > 1).any() else []) \
         + (["error"] if df["error"].notna().any() else [])
     st.dataframe(
         df[columns],
