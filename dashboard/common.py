@@ -193,6 +193,7 @@ def notes_editor(path, key: str) -> None:
 
 
 def state_badge(state: str) -> str:
-    color = {"running": "blue", "queued": "gray", "done": "green", "failed": "red", "stopped": "orange",
+    color = {"running": "blue", "queued": "gray", "starting": "violet", "done": "green", "failed": "red",
+             "stopped": "orange",
              "crashed": "red"}.get(state, "gray")
     return f":{color}-badge[{state}]"

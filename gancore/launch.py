@@ -116,8 +116,9 @@ def reserve(root, fields: dict, cfg: TrainConfig | None = None, request: dict | 
     runs.write_json_atomic(path / "launch.json", launch)
     (path / "launch.log").touch()
     queue = {"waiting": "start", "request": request} if request else {}
+    resolved = {k: getattr(cfg, k) for k in ("dataset", "model", "loss", "conditioning", "steps", "batch_size")}
     runs.update_status(path, state="queued", pid=None, host=socket.gethostname(), step=0, steps=cfg.steps,
-                       images_seen=0, error=None, created=time.time(), **queue)
+                       images_seen=0, error=None, created=time.time(), resolved=resolved, **queue)
     return path
 
 
@@ -292,7 +293,9 @@ def cancel(run_dir) -> None:
 def pending_runs(root=None) -> list[dict]:
     """Reserved directories whose trainer has not written config.json yet: waiting, starting, or failed to start.
 
-    Each: {"path", "name", "fields" (launch.json), "status", "state" (queued | failed), "error"}.
+    Each: {"path", "name", "fields" (launch.json), "resolved" (the config it will train, as the launch resolved it:
+    dataset, model, loss, conditioning, steps, batch_size), "status", "state", "error"}. state: queued (waiting
+    for a GPU or a sweep slot), starting (its process is up: loading data, building networks), failed.
     """
     reap()
     root = Path(root or runs.default_root())
@@ -303,10 +306,11 @@ def pending_runs(root=None) -> list[dict]:
         if not (path / "launch.json").is_file() or (path / "config.json").exists():
             continue
         status = runs.read_status(path)
-        state, error = "queued", None
+        state, error = ("starting" if status.get("pid") else "queued"), None
         if status.get("pid") and not runs.is_active(status):
             state, error = "failed", (log_tail(path, 1) or ["the process ended before training started"])[0]
-        out.append({"path": path, "name": path.name, "fields": runs.read_json_object(path / "launch.json"),
+        fields = runs.read_json_object(path / "launch.json")
+        out.append({"path": path, "name": path.name, "fields": fields, "resolved": status.get("resolved") or {},
                     "status": status, "state": state, "error": error})
     return out
 

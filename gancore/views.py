@@ -54,11 +54,11 @@ def run_rows(root=None) -> list[dict]:
     """One dict per run for the Runs table (pending launches first, then newest first)."""
     rows = []
     for p in pending_runs(root):
-        f = p["fields"]
+        f = {**p["fields"], **p["resolved"]}  # the resolved config where the launch recorded it
         rows.append({"run": p["name"], "path": str(p["path"]), "state": p["state"], "progress": 0.0, "step": 0,
                      "steps": p["status"].get("steps"), "dataset": f.get("dataset", "mnist-5k"),
                      "model": f.get("model", "auto"), "loss": f.get("loss", f.get("preset", "")),
-                     "conditioning": f.get("conditioning", ""), "latest": "", "best": "", "elapsed_s": None,
+                     "conditioning": f.get("conditioning", "none"), "latest": "", "best": "", "elapsed_s": None,
                      "error": p["error"], "pending": True, "processes": p["status"].get("world_size", 1),
                      "placement": placement_text(p["status"]), "waiting": is_waiting(p["status"]), "tags": "",
                      "eta_s": None})

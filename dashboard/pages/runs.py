@@ -37,7 +37,8 @@ if st.session_state.get("run") not in [r["run"] for r in rows]:
 
 
 # live while anything trains; otherwise still every IDLE_SECONDS, so a run started elsewhere (the CLI) shows up
-@st.fragment(run_every=LIVE_SECONDS if any(r["state"] in ("running", "queued") for r in rows) else IDLE_SECONDS)
+@st.fragment(run_every=LIVE_SECONDS if any(r["state"] in ("running", "queued", "starting") for r in rows)
+             else IDLE_SECONDS)
 def table():
     launch.kick(root)
     rows = views.run_rows(root)
@@ -85,7 +86,7 @@ if row["error"]:
     st.error(row["error"])
 
 cols = st.columns(7)
-if cols[0].button("Monitor", icon=":material/monitoring:", disabled=row["pending"]):
+if cols[0].button("Monitor", icon=":material/monitoring:"):  # a pending run: Monitor shows it starting
     open_in("monitor", name)
 if cols[1].button("Stop", icon=":material/stop:", disabled=row["state"] != "running",
                   help="checkpoint and stop (SIGTERM); Resume continues it"):
