@@ -1,5 +1,6 @@
 """Launch: the training config as a form, presets, and sweeps over a few fields."""
 import dataclasses
+import re
 
 import streamlit as st
 
@@ -27,7 +28,7 @@ OPEN = {"Data", "Objective", "Conditioning", "Schedule"}  # sections shown expan
 CHOICES = setup.choices()
 # What the presets are for, in words (the keys are gancore.presets names).
 PRESET_LABELS = {
-    "": "Defaults: DCGAN, non-saturating loss, MNIST-5k",
+    "": "No preset: the fields below as they are",
     "cgan-concat": "Conditional DCGAN on MNIST-5k (cgan-concat)",
     "dcgan-ns": "DCGAN, non-saturating, on MNIST-5k (dcgan-ns)",
     "acgan": "ACGAN on MNIST-5k (acgan)",
@@ -77,15 +78,28 @@ def parse_sweep(text: str) -> dict[str, list]:
 def widget(f: str):
     key, label, help = f"f_{f}", f, HELP.get(f)
     if f in CHOICES:
-        return st.selectbox(label, CHOICES[f], key=key, help=help)
-    if TYPES[f] is bool:
-        return st.checkbox(label, key=key, help=help)
-    if TYPES[f] is int:
-        return st.number_input(label, step=1, key=key, help=help)
-    if TYPES[f] is float:
+        st.selectbox(label, CHOICES[f], key=key, help=help)
+    elif TYPES[f] is bool:
+        st.checkbox(label, key=key, help=help)
+    elif TYPES[f] is int:
+        st.number_input(label, step=1, key=key, help=help)
+    elif TYPES[f] is float:
         small = f.startswith("lr") or f in ("weight_decay",)
-        return st.number_input(label, step=1e-5 if small else 0.01, format="%g", key=key, help=help)
-    return st.text_input(label, key=key, help=help)
+        st.number_input(label, step=1e-5 if small else 0.01, format="%g", key=key, help=help)
+    else:
+        st.text_input(label, key=key, help=help)
+    field, message = st.session_state.get("form_error") or (None, None)
+    if field == f:  # the refusal of the last Launch, at the field it names
+        st.error(message, icon=":material/error:")
+
+
+def field_error(message: str) -> tuple[str | None, str]:
+    """(the form field a refusal names, the message in the form's words): "--steps: must be > 0" ->
+    ("steps", "steps: must be > 0"); (None, message) when it names no field of the form."""
+    m = re.match(r"--(\w+): (.*)", message, re.S)
+    if m and any(m.group(1) in names for names in GROUPS.values()):
+        return m.group(1), f"{m.group(1)}: {m.group(2)}"
+    return None, message
 
 
 if "f_dataset" not in st.session_state:
@@ -103,8 +117,9 @@ st.selectbox("Start from", [""] + list(PRESETS), format_func=lambda k: PRESET_LA
 with st.form("launch"):
     name = st.text_input("Run name (optional)", key="f_name",
                          help="letters, digits, '.', '_', '-'; empty = <dataset>-<model>-<loss>-<time>")
+    error_field = (st.session_state.get("form_error") or (None,))[0]
     for group, names in GROUPS.items():
-        with st.expander(group, expanded=group in OPEN):
+        with st.expander(group, expanded=group in OPEN or error_field in names):
             for start in range(0, len(names), 4):  # rows of four, so a checkbox never shifts the row below
                 for col, f in zip(st.columns(4), names[start:start + 4]):
                     with col:
@@ -137,8 +152,14 @@ if submitted:
         else:
             paths = [launch.launch(fields, runs_root(), processes=int(processes))]
     except GancoreError as e:
-        st.error(str(e), icon=":material/error:")
+        field, message = field_error(str(e))
+        if field:  # drawn at the field: the form again, with the message under it
+            st.session_state["form_error"] = (field, message)
+            st.session_state["launched"] = None
+            st.rerun()
+        st.error(message, icon=":material/error:")
     else:
+        st.session_state["form_error"] = None
         st.session_state["launched"] = [p.name for p in paths]
         st.session_state["run"] = paths[0].name
 
