@@ -119,12 +119,18 @@ def test_sample_png_has_a_row_per_class(cond_run, tmp_path, capsys):
 
 
 def test_sample_points_and_step(runs_root, tmp_path, capsys):
-    run = gancore.train(tiny(dataset="ring", name="ring"))
-    out = tmp_path / "p.npz"
-    code, _, err = cli(capsys, "sample", run, "--n", 50, "--step", 3, "--out", out)
-    assert code == 0, err
-    z = np.load(out)
-    assert z["points"].shape == (50, 2) and z["points"].dtype == np.float32 and (z["labels"] == -1).all()
+    run = gancore.train(tiny(dataset="ring", name="ring"))  # checkpoints at steps 3 and 6
+    points = {}
+    for step in (3, 6, None):  # None: the default, the newest checkpoint
+        out = tmp_path / f"p{step}.npz"
+        code, _, err = cli(capsys, "sample", run, "--n", 50, "--seed", 0, *(["--step", step] if step else []),
+                           "--out", out)
+        assert code == 0, err
+        z = np.load(out)
+        assert z["points"].shape == (50, 2) and z["points"].dtype == np.float32 and (z["labels"] == -1).all()
+        points[step] = z["points"]
+    assert np.array_equal(points[6], points[None])  # same noise, same G
+    assert not np.allclose(points[3], points[6])  # same noise, the G of step 3
 
 
 @pytest.mark.parametrize(

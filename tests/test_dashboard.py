@@ -11,7 +11,9 @@ from gancore.presets import PRESETS
 from conftest import ROOT, wait_for
 
 APP = str(ROOT / "dashboard" / "app.py")
-PAGES = ["runs", "launch", "monitor", "compare", "samples", "mode_collapse"]
+TITLES = {"runs": "Runs", "launch": "Launch", "monitor": "Monitor", "compare": "Compare", "samples": "Samples",
+          "mode_collapse": "Mode collapse"}  # page file: its title
+PAGES = list(TITLES)
 
 
 def app(page="runs", run=None) -> AppTest:
@@ -47,7 +49,7 @@ def full_root(tmp_path_factory):
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_loads_on_an_empty_root(runs_root, page):
     at = app(page)
-    assert at.title[0].value in ("Runs", "Launch", "Monitor", "Compare", "Samples", "Mode collapse")
+    assert at.title[0].value == TITLES[page]
     if page != "launch":
         assert at.info, "an empty page says what to do"
 
@@ -74,6 +76,31 @@ def test_every_page_loads_with_every_kind_of_run(full_root, monkeypatch, page):
         assert all("non-finite loss" in e for e in errors) if kind == "failed" else not errors, (kind, errors)
 
 
+def test_mode_collapse_page_shows_a_collapsed_ring_as_3_modes_90_percent_hits_and_kl_log_8_over_3(
+        full_root, monkeypatch, tmp_path):
+    import math
+    import shutil
+
+    import numpy as np
+
+    root, names = full_root
+    copy_root = tmp_path / "runs"
+    shutil.copytree(root / names["points"], copy_root / names["points"])
+    monkeypatch.setenv("GANCORE_RUNS", str(copy_root))
+    info = runs.read_json(copy_root / names["points"] / "data.json")
+    modes, sigma = np.asarray(info["modes"]), info["sigma"]
+    assert len(modes) == 8 and sigma == 0.01
+    i = np.arange(2250)
+    hits = modes[i % 3] + 2 * sigma * np.stack([np.cos(i), np.sin(i)], 1)  # 2 sigma around modes 0, 1, 2
+    off = 1.5 * modes[3 + np.arange(250) % 5]  # 10 %: 0.5 beyond modes 3..7, no hits
+    last = max(runs.sample_points(copy_root / names["points"]))
+    runs.save_npz_atomic(runs.sample_points(copy_root / names["points"])[last],
+                         points=np.concatenate([hits, off]).astype(np.float32))
+    at = app("mode_collapse", run=names["points"])
+    shown = {m.label.split(" (")[0]: m.value for m in at.metric}  # "modes captured (these points)": the label
+    assert shown == {"modes captured": "3 / 8", "high-quality share": "90.0%", "reverse KL": f"{math.log(8 / 3):.3f}"}
+
+
 def test_runs_table_states(full_root, monkeypatch):
     root, names = full_root
     monkeypatch.setenv("GANCORE_RUNS", str(root))
@@ -82,7 +109,7 @@ def test_runs_table_states(full_root, monkeypatch):
     states = dict(zip(df["run"], df["state"]))
     assert states[names["done"]] == "done" and states[names["running"]] == "running"
     assert states[names["failed"]] == "failed" and states[names["crashed"]] == "crashed"
-    assert states[names["pending"]] == "queued"
+    assert states[names["pending"]] == "starting"  # a pending launch whose process is up
 
 
 def test_monitor_shows_health_and_charts(full_root, monkeypatch):
@@ -131,7 +158,7 @@ def test_launch_form_refuses_invalid_settings_with_the_validation_message(runs_r
     at = app("launch")
     at.number_input(key="f_n_critic").set_value(0)
     button(at, "Launch").click().run()
-    assert at.error and "--n_critic: must be > 0" in at.error[0].value
+    assert at.error and "n_critic: must be > 0" in at.error[0].value
     at.number_input(key="f_n_critic").set_value(1)
     at.number_input(key="f_steps").set_value(10)
     at.selectbox(key="f_dataset").set_value("ring")
@@ -141,7 +168,8 @@ def test_launch_form_refuses_invalid_settings_with_the_validation_message(runs_r
     at.selectbox(key="f_conditioning").set_value("none")
     at.text_input(key="f_name").set_value("../outside")
     button(at, "Launch").click().run()
-    assert "name:" in at.error[0].value
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "name:" in errors[0], errors  # the projection refusal went with the projection
     assert not runs_root.exists() or not any(runs_root.iterdir())
 
 
@@ -176,7 +204,7 @@ def test_samples_page_renders_class_rows(full_root, monkeypatch):
     monkeypatch.setenv("GANCORE_RUNS", str(root))
     at = app("samples", run=names["done"])
     imgs = at.get("image")
-    assert len(imgs) == 3  # class rows, interpolation, class morph
+    assert len(imgs) == 4  # class rows, interpolation, class morph, a sample beside its nearest training images
     at.multiselect(key="samples_classes").set_value([3, 7]).run()
     assert not at.exception and "rows: 3, 7" in str(at.get("image")[0].proto)
 

@@ -18,6 +18,7 @@ from contextlib import nullcontext
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import gancore.data as gd
@@ -152,7 +153,10 @@ def test_resized_images_are_rounded_to_8_bits_after_resizing(tmp_path):
     levels, _ = rgb_npz(tmp_path / "d.npz", n=20)
     ds = load_dataset("npz", str(tmp_path / "d.npz"), image_size=12, channels=1)
     assert ds.x.dtype == torch.uint8 and ds.shape == (1, 12, 12)
-    exact = gd._fit(old_floats(levels), 12, 1)  # the float pipeline: resize, then luminance
+    # the float pipeline, computed here without gancore: resize (antialiased bilinear), then ITU-R 601 luminance
+    resized = F.interpolate(old_floats(levels), size=(12, 12), mode="bilinear", align_corners=False,
+                            antialias=True).clamp(-1, 1)
+    exact = torch.einsum("nchw,c->nhw", resized, torch.tensor([0.299, 0.587, 0.114])).unsqueeze(1)
     assert (ds.images() - exact).abs().max() <= 1 / 255 + 1e-6  # within half a level (a level is 2/255)
     assert torch.equal(ds.x, gd.quantize(exact))
 
@@ -160,8 +164,11 @@ def test_resized_images_are_rounded_to_8_bits_after_resizing(tmp_path):
 def test_digits_stays_float32_with_its_values_and_fingerprint():
     ds = load_dataset("digits")
     pixels, labels = gd._package_csv("sklearn", "datasets/data/digits.csv.gz")
-    x_old = gd._fit(torch.from_numpy(pixels).view(-1, 1, 8, 8).to(torch.float32).div_(8).sub_(1), 16, 0)
-    assert ds.x.dtype == torch.float32 and torch.equal(ds.x, x_old)
+    assert pixels.shape == (1797, 64) and pixels.max() == 16  # 17 gray levels, 0..16
+    levels = torch.from_numpy(pixels).view(-1, 1, 8, 8).to(torch.float32).div_(8).sub_(1)  # [-1, 1]
+    # upsampled 8 -> 16 px as docs/data.md says (antialiased bilinear), computed here without gancore
+    x_old = F.interpolate(levels, size=(16, 16), mode="bilinear", align_corners=False, antialias=True).clamp(-1, 1)
+    assert ds.x.dtype == torch.float32 and ds.x.shape == (1797, 1, 16, 16) and torch.equal(ds.x, x_old)
     _, report = ev.shipped_evaluator("digits")
     assert ev.fingerprint(ds) == report["fingerprint"] == old_fingerprint(x_old, torch.from_numpy(labels))
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -25,13 +26,6 @@ def status(path):
 
 def gpus_of(path):
     return (status(path).get("placement") or {}).get("gpus")
-
-
-def visible_devices(pid):
-    """CUDA_VISIBLE_DEVICES in a live process's environment (what it was started with)."""
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-    return env.get(b"CUDA_VISIBLE_DEVICES", b"").decode()
 
 
 def kill(pid):
@@ -114,6 +108,7 @@ def test_a_placed_cpu_run_takes_its_share_again_when_a_run_starts_or_ends_beside
     (root / "placed").mkdir(parents=True)
     trainer = Trainer(root / "placed", cfg, data)
     trainer.log_file = open(root / "placed" / "train.log", "a")  # as Trainer.run opens it
+    trainer.clock0 = time.monotonic()  # and starts its clock (finish writes trained_s)
     trainer.begin()  # running, with this process's pid
     runs.update_status(root / "placed", placement={"gpus": [], "processes": 1, "threads": 4, "cores": 4})
     torch_threads.set_num_threads(4)
@@ -148,15 +143,35 @@ def test_each_gpu_run_gets_gpus_no_live_run_holds_and_the_rest_wait_in_order():
 
 
 def test_machine_is_the_one_place_that_reads_the_devices(monkeypatch):
+    import torch
+
     fake_gpus(monkeypatch, 4)
     assert placement.machine()["gpus"] == [0, 1, 2, 3] and placement.default_parallel() == 4
     assert launch.default_processes() == 4
-    monkeypatch.delenv("GANCORE_FAKE_GPUS")
-    assert placement.machine()["gpus"] == []  # this machine
-    assert placement.default_parallel() == placement.machine()["cores"] * placement.CPU_RUNS_PER_CORE
     monkeypatch.setenv("GANCORE_FAKE_GPUS", "four")
     with pytest.raises(ConfigError, match="GANCORE_FAKE_GPUS"):
         placement.machine()
+    monkeypatch.delenv("GANCORE_FAKE_GPUS")
+    cores = len(os.sched_getaffinity(0))
+    assert placement.machine()["cores"] == cores
+    assert len(placement.machine()["gpus"]) == torch.cuda.device_count()  # this machine, whatever it holds
+
+    # without the hook, torch's devices under their CUDA_VISIBLE_DEVICES ids (a machine with two GPUs, patched in)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for visible, gpus in ((None, [0, 1]), ("3,5", [3, 5]), ("GPU-1a2b,GPU-3c4d", ["GPU-1a2b", "GPU-3c4d"])):
+        if visible is None:
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        else:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        placement._visible_gpus.cache_clear()
+        try:
+            assert placement.machine() == {"gpus": gpus, "cores": cores}
+        finally:
+            placement._visible_gpus.cache_clear()  # read again for this machine by the next caller
+
+    # one run per GPU, else CPU_RUNS_PER_CORE per core
+    assert placement.default_parallel({"gpus": [3, 5], "cores": 16}) == 2
+    assert placement.default_parallel({"gpus": [], "cores": 8}) == 8 * placement.CPU_RUNS_PER_CORE
 
 
 def test_a_launch_asking_for_more_gpus_than_the_machine_has_is_refused(root, monkeypatch):
@@ -179,16 +194,45 @@ def test_describe_says_where_a_run_trains_or_what_it_waits_for():
 
 
 # ---------------------------------------------------------------- real runs, fake GPUs
+def record_started_environments(monkeypatch) -> dict:
+    """{pid: (CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS)} of each training process launch.spawn starts in this process,
+    read from /proc the moment it has started (it takes seconds to import torch: it is alive then)."""
+    started, spawn = {}, launch.spawn
+
+    def recording_spawn(args, *more, **kwargs):
+        proc = spawn(args, *more, **kwargs)
+        if args[0] == "train":  # not the dispatcher
+            started[proc.pid] = process_environment(proc.pid)
+        return proc
+
+    monkeypatch.setattr(launch, "spawn", recording_spawn)
+    return started
+
+
+def process_environment(pid) -> tuple[str, str]:
+    """(CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS) of a live process: what it was started with."""
+    raw = b""
+    for _ in range(100):  # empty for a moment while exec sets the new program up
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+        if raw:
+            break
+        time.sleep(0.01)
+    env = dict(kv.split(b"=", 1) for kv in raw.split(b"\0") if b"=" in kv)
+    return env.get(b"CUDA_VISIBLE_DEVICES", b"").decode(), env.get(b"OMP_NUM_THREADS", b"").decode()
+
+
 def test_a_sweep_of_six_on_four_gpus_runs_four_on_distinct_gpus_and_queues_two(root, monkeypatch):
     fake_gpus(monkeypatch, 4)
+    started = record_started_environments(monkeypatch)
     paths = launch.launch_sweep(tiny(**RING, name="six"), {"seed": [0, 1, 2, 3, 4, 5]}, root)
     first, queued = paths[:4], paths[4:]
     assert sorted(gpus_of(p)[0] for p in first) == [0, 1, 2, 3]
-    for p in first:  # each process was started with its own GPU, and with its share of the 2 cores
-        assert status(p)["placement"]["threads"] == 1
-        pid = status(p)["pid"]
-        if runs.pid_alive(pid):
-            assert visible_devices(pid) == str(gpus_of(p)[0])
+    threads = max(1, placement.machine()["cores"] // 4)  # four processes share the cores
+    for p in first:  # each process was started with its own GPU, and with its share of the cores
+        assert status(p)["placement"]["threads"] == threads
+        assert started[status(p)["pid"]] == (str(gpus_of(p)[0]), str(threads))
+    assert len(started) == 4
     for p in queued:
         assert placement.is_waiting(status(p)) and status(p)["waiting"] == "gpu"
     rows = {r["run"]: r for r in views.run_rows(root)}
@@ -267,13 +311,13 @@ def test_a_queued_resume_waits_for_a_gpu_and_cancel_puts_the_run_back(root, monk
 
 
 def test_runs_started_by_hand_are_counted_but_never_moved(root, monkeypatch):
-    # a CLI run on the CPU: a launch beside it gets half the cores
+    # a CLI run on the CPU: a launch on the CPU beside it gets half the cores (on a GPU host too)
     hand = subprocess.Popen([sys.executable, "-m", "gancore", "train", *sum(
-        ([f"--{k}", str(v)] for k, v in tiny(**LONG, name="by-hand", runs_root=str(root)).items()), [])],
-        env=subprocess_env(root), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ([f"--{k}", str(v)] for k, v in tiny(**dict(LONG, device="cpu"), name="by-hand", runs_root=str(root)).items()),
+        [])], env=subprocess_env(root), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: running(root / "by-hand"), 120, what="the CLI run to train")
-        placed = launch.launch(tiny(**RING, name="beside"), root)
+        placed = launch.launch(tiny(**dict(RING, device="cpu"), name="beside"), root)
         cores = placement.machine()["cores"]
         assert status(placed)["placement"] == {"gpus": [], "processes": 1, "threads": max(1, cores // 2),
                                                "cores": cores}
@@ -299,6 +343,65 @@ def test_runs_started_by_hand_are_counted_but_never_moved(root, monkeypatch):
         sleeper.kill()
         sleeper.wait()
     wait_for(lambda: gpus_of(second) == [1], 60, what="the hand run's GPU to go to the waiting run")
+
+
+DISPATCH_ON_CUE = """
+import json, subprocess, sys, time
+from pathlib import Path
+from gancore import launch
+
+root, ready, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+
+
+def slow_spawn(args, log_path, detach=True, processes=1, env=None):
+    # a stand-in for the training process that only sleeps, started 0.3 s late (a busy machine): the time between
+    # reading which GPUs are free and recording the started run, which the runs root's lock covers, grows wide
+    time.sleep(0.3)
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=launch.child_env() | (env or {}),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+launch.spawn = slow_spawn
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+started = launch.dispatch(root)
+print(json.dumps({str(path): proc.pid for path, proc in started.items()}))
+"""
+
+
+def test_two_dispatchers_at_once_never_hand_one_gpu_out_twice(root, monkeypatch, tmp_path):
+    """Two processes (two dashboards, a launch beside the dispatcher) dispatch the same queue at the same moment."""
+    fake_gpus(monkeypatch, 2)  # inherited by both dispatchers
+    paths = [launch.reserve(root, tiny(**LONG, name=f"q{i}"), request=launch.queue_request(tiny(**LONG)))
+             for i in range(4)]
+    script = tmp_path / "dispatch_on_cue.py"
+    script.write_text(DISPATCH_ON_CUE)
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, str(script), str(root), str(tmp_path / f"ready-{k}"), str(go)],
+                              env=subprocess_env(root), stdout=subprocess.PIPE, text=True) for k in (0, 1)]
+    starts = []  # (run dir, pid) of every process either dispatcher started
+    try:
+        wait_for(lambda: all((tmp_path / f"ready-{k}").exists() for k in (0, 1)), 60, what="both dispatchers")
+        go.touch()  # both at once
+        for proc in procs:
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 0
+            starts += [(path, pid) for path, pid in json.loads(out).items()]
+        environments = [process_environment(pid) for _, pid in starts]  # each a live process (sleeping 60 s)
+        assert len(starts) == 2 and len({path for path, _ in starts}) == 2  # two GPUs: two runs, each started once
+        assert sorted(gpus for gpus, _ in environments) == ["0", "1"]  # no GPU handed to two processes
+        assert sorted(g for path, _ in starts for g in gpus_of(path)) == [0, 1]
+        held = [g for a in placement.alive_runs(root, placement.machine()) for g in a["gpus"]]
+        assert sorted(held) == [0, 1]  # what the run directories say is alive agrees
+        assert sorted(status(p).get("waiting") or "started" for p in paths) == ["gpu", "gpu", "started", "started"]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        for _, pid in starts:
+            kill(pid)
 
 
 # ---------------------------------------------------------------- the dashboard
@@ -351,9 +454,12 @@ def test_launch_form_defaults_to_the_measured_sweep_parallelism(root):
 
 
 def test_cli_sweep_queues_reserved_directories_and_waits_for_them(root):
-    paths = [launch.reserve(root, tiny(**RING, name=f"cli-{s}", seed=s)) for s in (0, 1)]
+    paths = [launch.reserve(root, tiny(**dict(RING, device="cpu"), name=f"cli-{s}", seed=s)) for s in (0, 1)]
     from gancore import cli
 
     assert cli.main(["sweep", *map(str, paths)]) == 0
-    assert all(status(p)["state"] == "done" and status(p)["placement"]["threads"] == 1 for p in paths)
+    # started together when the machine's default allows two at once (2 cores or more): they share the cores
+    at_once = min(2, placement.default_parallel())
+    threads = max(1, placement.machine()["cores"] // at_once)
+    assert all(status(p)["state"] == "done" and status(p)["placement"]["threads"] == threads for p in paths)
     assert json.loads((paths[0] / "launch.json").read_text())["seed"] == 0

@@ -128,6 +128,28 @@ def test_drift_adds_eps_times_mean_squared_real_score_to_d_loss(tmp_path):
     assert first[10.0]["loss_d"].item() - first[0.0]["loss_d"].item() == pytest.approx(10.0 * drift, rel=1e-3)
 
 
+def test_r1_adds_gamma_over_2_times_the_penalty_to_d_loss(tmp_path):
+    first = {}
+    for gamma in (10.0, 20.0):  # both on: D without batch norm in both (R1 takes per-sample gradients)
+        trainer = make_trainer(tmp_path / str(gamma), r1_gamma=gamma)
+        first[gamma] = trainer.train_step(measure=False)  # same seed: same weights and batches for both
+    r1 = first[10.0]["r1"].item()
+    assert r1 > 0 and first[20.0]["r1"].item() == pytest.approx(r1, rel=1e-6)  # the same D on the same reals
+    assert first[20.0]["loss_d"].item() - first[10.0]["loss_d"].item() == pytest.approx((20.0 - 10.0) / 2 * r1,
+                                                                                          rel=1e-3)
+    assert "r1" not in make_trainer(tmp_path / "off").train_step(measure=False)
+
+
+def test_the_gradient_penalty_adds_gp_weight_times_the_penalty_to_d_loss(tmp_path):
+    first = {}
+    for weight in (0.0, 10.0):  # the penalty is drawn (and logged) at weight 0 too: the same draws follow
+        trainer = make_trainer(tmp_path / str(weight), loss="wgan-gp", gp_weight=weight)
+        first[weight] = trainer.train_step(measure=False)
+    gp = first[10.0]["gp"].item()
+    assert gp > 0 and first[0.0]["gp"].item() == pytest.approx(gp, rel=1e-6)
+    assert first[10.0]["loss_d"].item() - first[0.0]["loss_d"].item() == pytest.approx(10.0 * gp, rel=1e-3)
+
+
 def test_drift_is_refused_for_losses_with_bounded_scores():
     with pytest.raises(ConfigError, match="--drift: .*'hinge'"):
         validate(TrainConfig(**tiny(loss="hinge", drift=0.001)))

@@ -26,10 +26,23 @@ def test_run_rows_show_every_kind_of_run(root):
     assert rows["digits-concat-running"]["state"] == "running" and rows["digits-concat-running"]["progress"] == 0.5
     assert rows["digits-concat-failed"]["state"] == "failed" and "non-finite" in rows["digits-concat-failed"]["error"]
     assert rows["digits-concat-halfwritten"]["state"] == "crashed"  # running with a dead pid
-    assert rows["waiting-to-start"]["state"] == "queued" and rows["waiting-to-start"]["pending"]
+    assert rows["waiting-to-start"]["state"] == "starting" and rows["waiting-to-start"]["pending"]  # its pid lives
     assert list(rows)[0] == "waiting-to-start"  # pending launches first
-    assert rows["ring-done"]["latest"] == "step 40, " + views.format_scores(
-        {k: runs.read_status(root / "ring-done")["latest"][k] for k in ("modes", "hq_share")})
+    latest = runs.read_status(root / "ring-done")["latest"]  # the list shows modes and high-quality share only
+    assert {"modes", "hq_share", "reverse_kl"} <= set(latest) and isinstance(latest["modes"], int)
+    assert rows["ring-done"]["latest"] == f"step 40, modes {latest['modes']}, hq_share {latest['hq_share']:.4g}"
+
+
+def test_run_rows_write_the_headline_scores_to_four_significant_digits(root, tmp_path):
+    import shutil
+
+    copy = tmp_path / "runs" / "ring-done"
+    shutil.copytree(root / "ring-done", copy)
+    runs.update_status(copy, latest={"step": 40, "modes": 7, "hq_share": 0.987654, "reverse_kl": 0.123456},
+                       best={"step": 20, "metric": "modes,hq_share", "value": {"modes": 8, "hq_share": 0.912345}})
+    [row] = views.run_rows(tmp_path / "runs")
+    assert row["latest"] == "step 40, modes 7, hq_share 0.9877"  # the run list's headline: no reverse KL
+    assert row["best"] == "modes 8, hq_share 0.9123"
 
 
 def test_half_written_metrics_show_what_is_complete(root):

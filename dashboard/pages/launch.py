@@ -157,12 +157,17 @@ if submitted:
             st.session_state["form_error"] = (field, message)
             st.session_state["launched"] = None
             st.rerun()
+        if st.session_state.get("form_error"):  # an earlier refusal at a field: this one replaces it
+            st.session_state["form_error"], st.session_state["launch_refusal"] = None, message
+            st.rerun()
         st.error(message, icon=":material/error:")
     else:
         st.session_state["form_error"] = None
         st.session_state["launched"] = [p.name for p in paths]
         st.session_state["run"] = paths[0].name
 
+if st.session_state.get("launch_refusal"):  # a refusal that names no field, after a rerun that cleared one
+    st.error(st.session_state.pop("launch_refusal"), icon=":material/error:")
 if st.session_state.get("launched"):
     launched = st.session_state["launched"]
     st.success(f"Launched {len(launched)} run{'s' if len(launched) > 1 else ''}: " + ", ".join(launched))

@@ -1,0 +1,355 @@
+"""Mutation testing of the numerical core with mutmut (issue 26): do the tests notice when the maths changes?
+
+    python bench/mutation.py [--modules losses,regularizers,...] [--max-children 2] [--tree worktree|head]
+    python bench/mutation.py --modules trainer --sample 40 --seed 0
+
+Needs mutmut, a bench tool that is not in requirements*.txt:  pip install mutmut==3.8.1
+
+For each module below, mutmut (3.8.1) makes small changes to its functions one at a time ("mutants": `+` to
+`-`, `<` to `<=`, a constant changed, an argument dropped ...) and runs the tests that reach the changed
+function; a mutant is *killed* when a test fails, *survived* when all pass, *timeout* when they run past
+mutmut's CPU-time limit. The score is (killed + timeout) / mutants; `EQUIVALENT` lists the survivors that no
+test can kill because they do not change behaviour, and the last column scores the others.
+
+Each module runs in its own scratch copy of the checkout (<out>/<module>/, under the git-ignored bench-out/),
+with its mutmut config written there as setup.cfg: the checkout itself is never modified. The copy holds the
+working tree's files (tracked and untracked, not ignored; `--tree head`: the committed files of HEAD plus the
+untracked ones, to score a commit while other work is in progress). Two changes to the copy before mutmut
+sees it: mutmut skips decorated functions, so `@torch.no_grad()` becomes a `with torch.no_grad():` around the
+body (same behaviour; the only decorator in the mutated functions), and `OMP_NUM_THREADS=1` per test process,
+as --max-children of them run at once.
+
+`--sample N --seed S` adds the trainer target: a random sample of N of the mutants mutmut makes in
+gancore/trainer.py's step, EMA and resume code (TRAINER_FUNCTIONS), run against the training tests.
+
+Prints one markdown table (the one in docs/benchmarks.md) and writes, per module, mutmut's log and the diff of
+every survivor to <out>/<module>.log and <out>/<module>-survivors.txt.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTMUT_VERSION = "3.8.1"
+
+
+@dataclass(frozen=True)
+class Target:
+    source: str  # the file mutmut mutates
+    tests: tuple  # pytest arguments selecting the tests that cover it (files, node ids)
+    functions: tuple = ()  # only these functions' mutants ("Class.method" for a method); () = every function
+
+
+METRIC_FUNCTIONS = ("reverse_kl", "mode_coverage", "read_channels", "triple_counts", "triple_histogram",
+                    "channel_counts", "triple_coverage", "copying", "_nearest", "copy_ratio")
+IMAGE_METRIC_FUNCTIONS = ("_Outputs.__init__", "_Outputs.__call__", "_evaluator_outputs", "FeatureModule.__init__",
+                          "FeatureModule.forward", "ImageScorer._fid", "ImageScorer._kid", "ImageScorer._is",
+                          "ImageScorer._input", "ImageScorer._reference_images", "ImageScorer._reference",
+                          "ImageScorer._compute_reference", "ImageScorer._with_reference", "ImageScorer.score",
+                          "_cpu", "_to", "_class_batches", "_load_reference")
+TRAINER_FUNCTIONS = ("Trainer.train_step", "Trainer.optimizer_step", "Trainer.update_ema", "Trainer.load_checkpoint",
+                     "Trainer.checkpoint_state", "Trainer.rng_state")
+RESUME_TESTS = ("tests/test_catalogue.py::test_images_train_checkpoint_resume[minimax-dcgan-none]",
+                "tests/test_catalogue.py::test_images_train_checkpoint_resume[wgan-gp-mlp-concat]",
+                "tests/test_catalogue.py::test_images_train_checkpoint_resume[hinge-resnet-projection]",
+                "tests/test_damaged.py::test_resume_skips_a_truncated_checkpoint_and_continues_exactly")
+
+TARGETS = {
+    "losses": Target("gancore/losses.py", ("tests/test_losses.py", "tests/test_stabilisers.py",
+                                           "tests/test_catalogue.py::test_losses_have_the_published_form")),
+    "regularizers": Target("gancore/regularizers.py", ("tests/test_regularizers.py", "tests/test_stabilisers.py")),
+    "conditioning": Target("gancore/conditioning.py", ("tests/test_conditioning.py", "tests/test_stabilisers.py")),
+    "augment": Target("gancore/augment.py", ("tests/test_augment.py", "tests/test_stabilisers.py")),
+    "metrics": Target("gancore/metrics.py", ("tests/test_metric_functions.py", "tests/test_metrics.py",
+                                             "tests/test_stacked_mnist.py",
+                                             "-k", "not page_shows and not monitor_charts"),  # dashboard pages
+                      METRIC_FUNCTIONS),
+    "image_metrics": Target("gancore/image_metrics.py", ("tests/test_metric_functions.py", "tests/test_metrics.py"),
+                            IMAGE_METRIC_FUNCTIONS),
+    "trainer": Target("gancore/trainer.py", ("tests/test_train.py", "tests/test_gpu_path.py", *RESUME_TESTS),
+                      TRAINER_FUNCTIONS),
+}
+MODULES = tuple(m for m in TARGETS if m != "trainer")  # what a run without --modules mutates
+
+# Survivors that do not change behaviour, so no test can kill them: mutant name -> (a fragment of the mutated
+# line, why). The fragment guards against mutmut renumbering the mutants after the source changed: a survivor
+# whose diff lacks it counts as not equivalent (and is printed), so the list must be looked at again.
+EQUIVALENT: dict[str, tuple[str, str]] = {
+    "gancore.losses.x_d_wasserstein__mutmut_1": ("smooth=1.0", "`smooth` is unused: WGAN has no target to smooth"),
+    "gancore.losses.x_d_hinge__mutmut_1": ("smooth=1.0", "`smooth` is unused: hinge has no target to smooth"),
+    # a (H, 1) or (1, W) index broadcasts against the (B, 1, 1) ones exactly as (1, H, 1) or (1, 1, W) does
+    "gancore.augment.x_translation__mutmut_60": (".view(h, 1)", "the same broadcast (rows index)"),
+    "gancore.augment.x_translation__mutmut_83": (".view(1, w)", "the same broadcast (columns index)"),
+    "gancore.augment.x_translation__mutmut_84": (".view(1, w)", "the same broadcast (columns index)"),
+    "gancore.augment.x_cutout__mutmut_46": (".view(h, 1)", "the same broadcast (rows of the square)"),
+    "gancore.augment.x_cutout__mutmut_59": (".view(1, w)", "the same broadcast (columns of the square)"),
+    "gancore.augment.x_cutout__mutmut_60": (".view(1, w)", "the same broadcast (columns of the square)"),
+    "gancore.augment.x_translation__mutmut_102": ("[1, 2, 1, 1]", "a second zero column past the right border: "
+                                                 "indices are clamped to w + 1, so it is never read"),
+    "gancore.augment.x_translation__mutmut_104": ("[1, 1, 1, 2]", "a second zero row past the bottom border: "
+                                                 "indices are clamped to h + 1, so it is never read"),
+    "gancore.augment.x_cutout__mutmut_79": (".to(None)", "x times a bool mask is already in x's dtype"),
+    # the batch index made on the CPU: advanced indexing moves index tensors to the indexed tensor's device
+    "gancore.augment.x_translation__mutmut_113": ("device=None", "a CPU batch index gives the same gather"),
+    "gancore.augment.x_translation__mutmut_115": ("torch.arange(b, )", "a CPU batch index gives the same gather"),
+    # batch and chunk sizes: each image / row is scored alone, so how they are grouped changes nothing
+    "gancore.metrics.x_read_channels__mutmut_3": ("batch: int = 501", "batch size only groups the images"),
+    "gancore.metrics.x_triple_counts__mutmut_3": ("batch: int = 501", "batch size only groups the images"),
+    "gancore.metrics.x_copying__mutmut_1": ("chunk: int = 1001", "chunk size only groups the rows"),
+    "gancore.metrics.x_copying__mutmut_19": ("_nearest(gen, real, )", "_nearest's own chunk (1000) instead"),
+    "gancore.metrics.x_copying__mutmut_28": ("exclude_self=True, )", "_nearest's own chunk (1000) instead"),
+    # the "resize to 28 px" test: resizing 28 px images to 28 px is the identity, so a wrong size test is harmless
+    "gancore.metrics.x_read_channels__mutmut_41": ("(29, 28)", "28 px images resized to 28 px are unchanged"),
+    "gancore.metrics.x_read_channels__mutmut_42": ("(28, 29)", "28 px images resized to 28 px are unchanged"),
+    # the reader and the batch on device None: the CPU, the only device in the CPU suite (a GPU run would kill them)
+    "gancore.metrics.x_read_channels__mutmut_13": ("_digit_reader(None)", "device None is the CPU here"),
+    "gancore.metrics.x_read_channels__mutmut_25": (".to(None)", "device None is the CPU here"),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=f"Needs mutmut: pip install mutmut=={MUTMUT_VERSION}")
+    p.add_argument("--modules", default=",".join(MODULES),
+                   help=f"comma-separated, of {', '.join(TARGETS)} (default: all but trainer)")
+    p.add_argument("--sample", type=int, default=0,
+                   help="also run N randomly drawn mutants of trainer.py's step, EMA and resume code")
+    p.add_argument("--seed", type=int, default=0, help="the seed of --sample's draw")
+    p.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
+    p.add_argument("--tree", choices=("worktree", "head"), default="worktree",
+                   help="copy the working tree (default) or HEAD's committed files plus untracked ones")
+    p.add_argument("--again", action="store_true",
+                   help="retest only the last run's survivors in its scratch copy, with the checkout's tests now "
+                        "(after adding tests; the table then counts the last run's kills too)")
+    p.add_argument("--out", type=Path, default=ROOT / "bench-out" / "mutation", help="scratch and logs")
+    args = p.parse_args(argv)
+    args.modules = [m.strip() for m in args.modules.split(",") if m.strip()]
+    unknown = [m for m in args.modules if m not in TARGETS]
+    if unknown:
+        p.error(f"--modules: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(TARGETS)}")
+    if args.sample < 0:
+        p.error("--sample: must be >= 0")
+    if args.sample and "trainer" not in args.modules:
+        args.modules.append("trainer")
+    if "trainer" in args.modules and not args.sample:
+        p.error("--modules trainer: give --sample N (its mutants are sampled)")
+    return args
+
+
+# ---------------------------------------------------------------- the scratch copy
+def checkout_files(tree: str) -> list[str]:
+    """The files to copy: tracked and untracked ones git does not ignore (the ones of HEAD for --tree head,
+    plus the untracked)."""
+    def git(*a):
+        return subprocess.run(["git", "-C", str(ROOT), *a], check=True, capture_output=True, text=True).stdout
+
+    untracked = git("ls-files", "--others", "--exclude-standard").splitlines()
+    if tree == "head":
+        return git("ls-tree", "-r", "--name-only", "HEAD").splitlines() + untracked
+    return git("ls-files", "--cached", "--others", "--exclude-standard").splitlines()
+
+
+def make_scratch(dest: Path, tree: str) -> None:
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    copy_checkout(dest, tree)
+
+
+def copy_checkout(dest: Path, tree: str, under: str = "") -> None:
+    """The checkout's files (those under `under`) into dest, as --tree says."""
+    head = tree == "head"
+    untracked = set()
+    if head:
+        untracked = set(subprocess.run(["git", "-C", str(ROOT), "ls-files", "--others", "--exclude-standard"],
+                                       check=True, capture_output=True, text=True).stdout.splitlines())
+    for rel in (f for f in checkout_files(tree) if f.startswith(under)):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if head and rel not in untracked:
+            blob = subprocess.run(["git", "-C", str(ROOT), "show", f"HEAD:{rel}"], check=True,
+                                  capture_output=True).stdout
+            target.write_bytes(blob)
+        elif (ROOT / rel).is_file():  # a tracked file deleted in the working tree is skipped
+            shutil.copy2(ROOT / rel, target)
+
+
+def no_grad_as_block(path: Path) -> None:
+    """Rewrite `@torch.no_grad()` on a function as `with torch.no_grad():` around its body (docstring kept
+    outside), so mutmut, which skips decorated functions, mutates it. Behaviour is unchanged."""
+    import libcst as cst  # mutmut's own dependency
+
+    def is_no_grad(d):
+        return isinstance(d.decorator, cst.Call) and cst.Module([]).code_for_node(d.decorator) == "torch.no_grad()"
+
+    class Rewrite(cst.CSTTransformer):
+        def leave_FunctionDef(self, original, updated):
+            if not any(is_no_grad(d) for d in updated.decorators):
+                return updated
+            body = list(updated.body.body)
+            doc = []
+            if body and isinstance(body[0], cst.SimpleStatementLine) and isinstance(body[0].body[0], cst.Expr) \
+                    and isinstance(body[0].body[0].value, (cst.SimpleString, cst.ConcatenatedString)):
+                doc, body = body[:1], body[1:]
+            block = cst.With(items=[cst.WithItem(cst.parse_expression("torch.no_grad()"))],
+                             body=cst.IndentedBlock(body=body))
+            return updated.with_changes(decorators=[d for d in updated.decorators if not is_no_grad(d)],
+                                        body=updated.body.with_changes(body=[*doc, block]))
+
+    path.write_text(cst.parse_module(path.read_text()).visit(Rewrite()).code)
+
+
+def mangled(module: str, function: str) -> str:
+    """mutmut's name prefix of a function's mutants: gancore.losses.x_d_minimax, gancore.trainer.xǁTrainerǁrun."""
+    cls, _, name = function.rpartition(".")
+    return f"{module}.xǁ{cls}ǁ{name}" if cls else f"{module}.x_{name}"
+
+
+def write_config(scratch: Path, target: Target) -> None:
+    others = sorted({p.split("/")[0] for p in os.listdir(scratch)} - {"gancore", "tests", "setup.cfg"})
+    lines = ["[mutmut]", "source_paths = gancore", f"only_mutate = {target.source}",
+             "also_copy =", *(f"    {p}" for p in others),  # what tests read beside the package (docs, bench ...)
+             "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in target.tests),
+             "pytest_add_cli_args =", "    -pno:cacheprovider",
+             "process_isolation = forkserver",  # torch: forks come from a process that ran no test
+             "use_git_change_detection = false", "use_setproctitle = false"]
+    (scratch / "setup.cfg").write_text("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------- running mutmut
+def trainer_sample(scratch: Path, target: Target, n: int, seed: int) -> list[str]:
+    """n of the mutant names mutmut makes for target.functions, drawn with `seed` (the same draw each time:
+    mutmut numbers a function's mutants in a fixed order)."""
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from mutmut.mutation.file_mutation import mutate_file_contents\n"
+        "from mutmut.utils.format_utils import get_mutant_name\n"
+        f"src = Path({target.source!r})\n"
+        "for name in mutate_file_contents(str(src), src.read_text()).mutant_names:\n"
+        "    print(get_mutant_name(src, name))\n"
+    )
+    names = subprocess.run([sys.executable, "-c", code], cwd=scratch, check=True, capture_output=True,
+                           text=True).stdout.split()
+    prefixes = tuple(mangled(module_of(target), f) + "__mutmut_" for f in target.functions)
+    population = sorted(name for name in names if name.startswith(prefixes))
+    print(f"trainer: sampling {min(n, len(population))} of the {len(population)} mutants of "
+          f"{', '.join(target.functions)} (seed {seed})", file=sys.stderr, flush=True)
+    return sorted(random.Random(seed).sample(population, min(n, len(population))))
+
+
+def in_scope(mutant: str, target: Target) -> bool:
+    """Whether a mutant of target.source is one of target.functions' (all are when it names none)."""
+    return not target.functions or mutant.startswith(
+        tuple(mangled(module_of(target), f) + "__mutmut_" for f in target.functions))
+
+
+def module_of(target: Target) -> str:
+    return target.source[:-3].replace("/", ".")
+
+
+def run_module(name: str, target: Target, args) -> dict:
+    scratch = args.out / name
+    meta = scratch / "mutants" / (target.source + ".meta")
+    if args.again and meta.exists():  # the last run's survivors again, against the checkout's tests now
+        shutil.rmtree(scratch / "tests")
+        copy_checkout(scratch, args.tree, under="tests/")
+        last = json.loads(meta.read_text())["exit_code_by_key"]
+        selected = sorted(k for k, v in last.items() if v == 0 and in_scope(k, target))
+        if name == "trainer":
+            selected = [k for k in selected if k in json.loads((scratch / "sample.json").read_text())]
+        if not selected:
+            selected = None
+    else:
+        make_scratch(scratch, args.tree)
+        no_grad_as_block(scratch / target.source)
+        write_config(scratch, target)
+        if name == "trainer":
+            selected = trainer_sample(scratch, target, args.sample, args.seed)
+            (scratch / "sample.json").write_text(json.dumps(selected))
+        else:
+            selected = [mangled(module_of(target), f) + "__mutmut_*" for f in target.functions]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("PYTHONPATH", None)
+    mutmut = [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())"]
+    start, rc = time.monotonic(), 0
+    if selected is not None:  # None: --again with no survivor left
+        with open(args.out / f"{name}{'-again' if args.again else ''}.log", "w") as log:
+            rc = subprocess.run([*mutmut, "run", "--max-children", str(args.max_children), *selected],
+                                cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    seconds = time.monotonic() - start
+    exit_codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    exit_codes = {k: v for k, v in exit_codes.items() if in_scope(k, target)}
+    if name == "trainer":
+        sample = set(json.loads((scratch / "sample.json").read_text()))
+        exit_codes = {k: v for k, v in exit_codes.items() if k in sample}
+    from mutmut.stats import status_by_exit_code  # imported here: --help stays instant
+
+    status = {k: status_by_exit_code[v] for k, v in exit_codes.items()}
+    survivors = sorted(k for k, s in status.items() if s == "survived")
+    diffs = {k: show(scratch, k, env) for k in survivors}
+    equivalent = [k for k in survivors if k in EQUIVALENT and EQUIVALENT[k][0] in diffs[k]]
+    with open(args.out / f"{name}-survivors.txt", "w") as f:
+        for k in survivors:
+            note = f"  [equivalent: {EQUIVALENT[k][1]}]" if k in equivalent else ""
+            f.write(f"# {k}{note}\n{diffs[k]}\n\n")
+    return {"module": name, "rc": rc, "seconds": seconds, "status": status, "survivors": survivors,
+            "equivalent": equivalent}
+
+
+def show(scratch: Path, mutant: str, env) -> str:
+    mutmut = [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())"]
+    out = subprocess.run([*mutmut, "show", mutant], cwd=scratch, env=env, capture_output=True, text=True)
+    return "\n".join(line for line in out.stdout.splitlines() if line.startswith(("-", "+")) and
+                     not line.startswith(("---", "+++")))
+
+
+def row(r: dict) -> str:
+    s = list(r["status"].values())
+    n, killed, timeout, survived = len(s), s.count("killed"), s.count("timeout"), s.count("survived")
+    other = n - killed - timeout - survived  # no tests, suspicious, segfault, not checked
+    eq = len(r["equivalent"])
+    score = f"{(killed + timeout) / n:.1%}" if n else "-"
+    real = f"{(killed + timeout) / (n - eq):.1%}" if n - eq else "-"
+    return (f"| {r['module']} | {n} | {killed} | {timeout} | {survived} | {other} | {eq} | {score} | {real} "
+            f"| {r['seconds'] / 60:.1f} |")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        import mutmut
+    except ImportError:
+        print(f"bench/mutation.py: mutmut is not installed: pip install mutmut=={MUTMUT_VERSION}", file=sys.stderr)
+        return 2
+    if mutmut.__version__ != MUTMUT_VERSION:
+        print(f"bench/mutation.py: warning: mutmut {mutmut.__version__}, figures were taken with {MUTMUT_VERSION}",
+              file=sys.stderr)
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in args.modules:
+        print(f"{name}: running mutmut on {TARGETS[name].source} ...", file=sys.stderr, flush=True)
+        r = run_module(name, TARGETS[name], args)
+        results.append(r)
+        print(f"{name}: {len(r['status'])} mutants, {len(r['survivors'])} survived, {r['seconds'] / 60:.1f} min "
+              f"(mutmut exit {r['rc']}; log {args.out / (name + ('-again' if args.again else '') + '.log')})", file=sys.stderr, flush=True)
+        for k in r["survivors"]:
+            print(f"    survived{' (equivalent)' if k in r['equivalent'] else ''}: {k}", file=sys.stderr)
+    print("| module | mutants | killed | timeout | survived | other | equivalent | score | score without "
+          "equivalent | minutes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(row(r))
+    return 0 if all(r["rc"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
