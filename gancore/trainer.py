@@ -721,7 +721,7 @@ class Trainer:
         """status.json's step, at every record and at least every HEARTBEAT_SECONDS; and the share of the cores."""
         if self.world.main:
             runs.update_status(self.run_dir, step=self.step, images_seen=self.images_seen,
-                               trained_s=round(self.clock(), 1))  # training seconds, across resumes
+                               trained_s=round(self.clock(), 3))  # training seconds, across resumes
             if not self.world.multi and time.monotonic() - self.last_share >= SHARE_SECONDS:
                 self.share_cores()
                 self.last_share = time.monotonic()
@@ -732,7 +732,7 @@ class Trainer:
         self.log(line)
         if self.world.main:
             runs.update_status(self.run_dir, state=state, step=self.step, images_seen=self.images_seen, error=error,
-                               finished=time.time(), trained_s=round(self.clock(), 1))
+                               finished=time.time(), trained_s=round(self.clock(), 3))
 
     def check_ranks_agree(self):
         """Several processes: G, D and the EMA copy must be identical on every rank; say so in train.log."""

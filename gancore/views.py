@@ -85,7 +85,7 @@ def elapsed(status: dict) -> float | None:
     ended = status.get("state") in ("done", "failed", "stopped")
     if status.get("trained_s") is not None:
         since = 0.0 if ended or not status.get("heartbeat") else max(0.0, time.time() - status["heartbeat"])
-        return round(status["trained_s"] + since, 1)
+        return round(status["trained_s"] + since, 3)
     start = status.get("started") or status.get("created")
     if not start:
         return None

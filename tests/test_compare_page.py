@@ -151,9 +151,8 @@ def test_elapsed_time_counts_every_segment_of_a_resumed_run(runs_root):
     gancore.train(resume=run_dir, steps=20)
     status = runs.read_status(run_dir)
     total = torch.load(runs.checkpoint_path(run_dir, 20), weights_only=True)["elapsed"]
-    assert views.elapsed(status) == pytest.approx(total, abs=0.1)
-    assert views.elapsed(status) > views.elapsed(first)
-    assert views.elapsed(status) > status["finished"] - status["started"]  # more than the last segment alone
+    assert total <= views.elapsed(status) <= total + 1  # the clock at the end, just after the last checkpoint
+    assert views.elapsed(status) > views.elapsed(first) > 0  # the second segment adds to the first
 
 
 @pytest.fixture(scope="module")
