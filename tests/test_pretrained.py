@@ -130,7 +130,7 @@ def test_samples_page_on_an_empty_root_shows_every_digit_of_the_pretrained_run(r
         in str(at.get("image")[0].proto)
     at.multiselect(key="samples_classes").set_value([3]).run()
     assert not at.exception and "rows: 3 (the same noise" in str(at.get("image")[0].proto)
-    assert len(at.get("image")) == 3  # class rows, interpolation, class morph
+    assert len(at.get("image")) == 4  # class rows, nearest training images, interpolation, class morph
 
 
 def test_samples_page_puts_it_last_when_the_user_has_a_conditional_run(runs_root):
