@@ -25,14 +25,21 @@ def grouped_root(tmp_path_factory):
     return root, names
 
 
-def compare(root, names, monkeypatch) -> AppTest:
+def open_page(root, monkeypatch, page: str | None = None, **state) -> AppTest:
+    """The dashboard on runs root `root`, with `state` in the session, at `page` (None: the landing page, Runs)."""
     monkeypatch.setenv("GANCORE_RUNS", str(root))
     at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["cmp_default"] = names
+    for key, value in state.items():
+        at.session_state[key] = value
     at.run()
-    at.switch_page("pages/compare.py").run()
+    if page:
+        at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def compare(root, names, monkeypatch) -> AppTest:
+    return open_page(root, monkeypatch, "compare", cmp_default=names)
 
 
 def test_groups_of_seeds_show_bands_final_values_and_verdicts(grouped_root, monkeypatch):
@@ -79,10 +86,7 @@ def test_tags_are_edited_on_runs_and_filter_compare(grouped_root, monkeypatch):
     from gancore import runs
 
     root, names = grouped_root
-    monkeypatch.setenv("GANCORE_RUNS", str(root))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["run"] = names[0]
-    at.run()
+    at = open_page(root, monkeypatch, run=names[0])
     at.text_input(key="runs_notes_tags").set_value("baseline, short run")
     at.text_area(key="runs_notes_note").set_value("the reference for the hinge runs")
     [save] = [b for b in at.button if b.label == "Save"]
@@ -125,12 +129,7 @@ def test_the_report_holds_charts_tables_and_grids(grouped_root):
 
 def test_mode_collapse_names_the_source_of_each_count_and_shows_shares_as_percents(grouped_root, monkeypatch):
     root, names = grouped_root
-    monkeypatch.setenv("GANCORE_RUNS", str(root))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["run"] = names[0]
-    at.run()
-    at.switch_page("pages/mode_collapse.py").run()
-    assert not at.exception
+    at = open_page(root, monkeypatch, "mode_collapse", run=names[0])
     assert any("points saved at step 20" in c.value and "evaluations below draw samples of their own" in c.value
                for c in at.caption)
     assert at.metric[0].label == "modes captured (these points)" and "3σ" in at.metric[0].help
@@ -166,12 +165,7 @@ def evaluated_root(tmp_path_factory):
 
 
 def test_monitor_names_each_score_and_draws_spreads(evaluated_root, monkeypatch):
-    monkeypatch.setenv("GANCORE_RUNS", str(evaluated_root))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["run"] = "twice"
-    at.run()
-    at.switch_page("pages/monitor.py").run()
-    assert not at.exception
+    at = open_page(evaluated_root, monkeypatch, "monitor", run="twice")
     latest = [m for m in at.metric if m.label.startswith("latest ")]
     assert latest[0].label == "latest FID · digits evaluator" and "Not an Inception FID" in latest[0].help
     assert latest[1].label == "latest KID · digits evaluator"
@@ -183,12 +177,7 @@ def test_monitor_names_each_score_and_draws_spreads(evaluated_root, monkeypatch)
 
 
 def test_monitor_shows_one_evaluation_as_numbers(evaluated_root, monkeypatch):
-    monkeypatch.setenv("GANCORE_RUNS", str(evaluated_root))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["run"] = "once"
-    at.run()
-    at.switch_page("pages/monitor.py").run()
-    assert not at.exception
+    at = open_page(evaluated_root, monkeypatch, "monitor", run="once")
     titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
     assert not any("evaluator" in t for t in titles)  # no one-dot score charts
     labels = [m.label for m in at.metric]
@@ -212,10 +201,7 @@ def test_runs_and_monitor_show_time_left_for_a_running_run(evaluated_root, monke
     status = runs.read_status(path)
     runs.update_status(path, state="running", pid=os.getpid(), step=4, steps=8, trained_s=10.0, finished=None)
     try:
-        monkeypatch.setenv("GANCORE_RUNS", str(evaluated_root))
-        at = AppTest.from_file(APP, default_timeout=120)
-        at.session_state["run"] = "twice"
-        at.run()
+        at = open_page(evaluated_root, monkeypatch, run="twice")
         table = at.dataframe[0].value
         assert table.set_index("run").loc["twice", "time left"] == "0:10"
         at.switch_page("pages/monitor.py").run()
