@@ -200,6 +200,8 @@ def copy_ratio(x: torch.Tensor, labels, data) -> dict:
     images than real images do to each other. {} for points, and for sets over COPY_MAX_REAL images."""
     if data.kind != "image" or len(data) > COPY_MAX_REAL:
         return {}
+    from .evaluator import fingerprint
+
     real = data.images().cpu().flatten(1)  # (N, D)
     step = max(1, len(x) // COPY_MAX_GEN)  # a spread-out subset: the median needs no more
     gen = x[::step].float().cpu().flatten(1)  # (n, D)
@@ -211,7 +213,7 @@ def copy_ratio(x: torch.Tensor, labels, data) -> dict:
         real_c = real if c is None else real[data.y.cpu() == c]
         if len(real_c) < 2:
             continue
-        key = (fingerprint_of(data), c)
+        key = (fingerprint(data), c)
         if key not in _REAL_NN:  # a property of the data alone: once per process
             _REAL_NN[key] = _nearest(real_c, real_c, exclude_self=True)
         real_nn.append(_REAL_NN[key])
@@ -220,12 +222,6 @@ def copy_ratio(x: torch.Tensor, labels, data) -> dict:
     if not fake_nn or yardstick == 0:  # no class with two images, or most images duplicated: no yardstick
         return {}
     return {"copy_ratio": torch.cat(fake_nn).median().item() / yardstick}
-
-
-def fingerprint_of(data) -> str:
-    from .evaluator import fingerprint
-
-    return fingerprint(data)
 
 
 @torch.no_grad()
