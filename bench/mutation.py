@@ -49,11 +49,12 @@ class Target:
 
 METRIC_FUNCTIONS = ("reverse_kl", "mode_coverage", "read_channels", "triple_counts", "triple_histogram",
                     "channel_counts", "triple_coverage", "copying", "_nearest", "copy_ratio")
-IMAGE_METRIC_FUNCTIONS = ("_Outputs.__init__", "_Outputs.__call__", "_evaluator_outputs", "FeatureModule.__init__",
-                          "FeatureModule.forward", "ImageScorer._fid", "ImageScorer._kid", "ImageScorer._is",
-                          "ImageScorer._input", "ImageScorer._reference_images", "ImageScorer._reference",
-                          "ImageScorer._compute_reference", "ImageScorer._with_reference", "ImageScorer.score",
-                          "_cpu", "_to", "_class_batches", "_load_reference")
+IMAGE_METRIC_FUNCTIONS = (  # the FID/KID wiring around torchmetrics, FID's interval, PRDC
+    "_Outputs.__init__", "_Outputs.__call__", "_evaluator_outputs", "FeatureModule.__init__", "FeatureModule.forward",
+    "ImageScorer._fid", "ImageScorer._kid", "ImageScorer._is", "ImageScorer._input", "ImageScorer._reference_images",
+    "ImageScorer._reference", "ImageScorer._compute_reference", "ImageScorer._with_reference",
+    "ImageScorer._real_gaussian", "ImageScorer._prdc", "ImageScorer.score", "prdc", "_kth_neighbour", "fid_interval",
+    "_frechet", "_cpu", "_to", "_class_batches", "_load_reference")
 TRAINER_FUNCTIONS = ("Trainer.train_step", "Trainer.optimizer_step", "Trainer.update_ema", "Trainer.load_checkpoint",
                      "Trainer.checkpoint_state", "Trainer.rng_state")
 RESUME_TESTS = ("tests/test_catalogue.py::test_images_train_checkpoint_resume[minimax-dcgan-none]",
@@ -68,10 +69,10 @@ TARGETS = {
     "conditioning": Target("gancore/conditioning.py", ("tests/test_conditioning.py", "tests/test_stabilisers.py")),
     "augment": Target("gancore/augment.py", ("tests/test_augment.py", "tests/test_stabilisers.py")),
     "metrics": Target("gancore/metrics.py", ("tests/test_metric_functions.py", "tests/test_metrics.py",
-                                             "tests/test_stacked_mnist.py",
+                                             "tests/test_stacked_mnist.py", "tests/test_copying_visible.py",
                                              "-k", "not page_shows and not monitor_charts"),  # dashboard pages
                       METRIC_FUNCTIONS),
-    "image_metrics": Target("gancore/image_metrics.py", ("tests/test_metric_functions.py", "tests/test_metrics.py"),
+    "image_metrics": Target("gancore/image_metrics.py", ("tests/test_metrics.py", "tests/test_prdc.py"),
                             IMAGE_METRIC_FUNCTIONS),
     "trainer": Target("gancore/trainer.py", ("tests/test_train.py", "tests/test_gpu_path.py", *RESUME_TESTS),
                       TRAINER_FUNCTIONS),

@@ -113,6 +113,29 @@ def test_read_channels_reads_r_g_b_in_order_in_any_batch_size_and_at_other_sizes
         metrics.read_channels(x[0])
 
 
+def test_read_channels_shrinks_larger_images_to_28_px_with_antialiasing(monkeypatch):
+    seen = []
+
+    def reader(device):
+        def model(x):
+            seen.append(x.clone())
+            return torch.zeros(len(x), 10)
+        return model, "sha"
+
+    monkeypatch.setattr(metrics, "_digit_reader", reader)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1  # a 32 px stacked image, e.g. a colour run's size
+    metrics.read_channels(x)
+    # the reader sees each channel shrunk to 28 px by bilinear resampling over every covered pixel (antialias):
+    # the resize a digit drawn at 32 px needs to look as it did at 28 px
+    want = torch.nn.functional.interpolate(x.reshape(6, 1, 32, 32), size=(28, 28), mode="bilinear",
+                                           align_corners=False, antialias=True)
+    torch.testing.assert_close(seen[0], want)
+    for other in ({"antialias": False}, {"align_corners": True, "antialias": True}):  # what it is not
+        wrong = torch.nn.functional.interpolate(x.reshape(6, 1, 32, 32), size=(28, 28), mode="bilinear", **other)
+        assert not torch.allclose(seen[0], wrong, atol=1e-3)
+
+
 # ---- the copying check -------------------------------------------------------------------------------------
 class Images:
     """A stand-in image dataset: its images as (N, C, H, W) floats, and a length that may claim more."""
@@ -148,3 +171,70 @@ def test_copying_is_skipped_for_points_and_for_sets_over_the_limit():
     assert copying(REAL, Images(REAL, kind="points")) == {}
     assert copying(REAL, Images(REAL, length=COPY_MAX_REAL + 1)) == {}
     assert copying(REAL, Images(REAL, length=COPY_MAX_REAL))["nn_real_median"] == pytest.approx(3.0)  # at the limit
+
+
+def test_nearest_of_no_rows_is_empty():
+    assert metrics._nearest(torch.empty(0, 2), REAL.flatten(1)).shape == (0,)
+
+
+# ---- copy_ratio: the copying check of an evaluation, class-matched --------------------------------------------
+def labelled(points, labels):
+    """A real Dataset of 1 x 1 x 2 "images" (float storage, read as they are) with class labels (or None)."""
+    from gancore.data import Dataset
+
+    y = None if labels is None else torch.tensor(labels)
+    n_classes = 0 if y is None else int(y.max()) + 1
+    return Dataset(name="digits", x=torch.tensor(points, dtype=torch.float32).view(-1, 1, 1, 2), y=y,
+                   num_classes=n_classes, class_names=[str(c) for c in range(n_classes)], modes=None, sigma=0.0)
+
+
+# class 0: (0, 0), (0, 3) -> nearest other 3, 3; class 1: (10, 0), (10, 4), (10, 10) -> 4, 4, 6; yardstick 4
+TWO_CLASSES = ([[0, 0], [0, 3], [10, 0], [10, 4], [10, 10]], [0, 0, 1, 1, 1])
+SAMPLES = torch.tensor([[0.0, 1.0], [10.0, 5.0], [10.0, 8.0]]).view(3, 1, 1, 2)  # nearest overall: 1, 1, 2
+
+
+def test_copy_ratio_matches_each_sample_with_the_training_images_of_its_class():
+    data = labelled(*TWO_CLASSES)
+    assert metrics.copy_ratio(SAMPLES, torch.tensor([0, 1, 1]), data) == {"copy_ratio": pytest.approx(1 / 4)}
+    # (10, 5) labelled 0 is measured against class 0's images: sqrt(10² + 2²); the samples' median becomes 2
+    assert metrics.copy_ratio(SAMPLES, torch.tensor([0, 0, 1]), data) == {"copy_ratio": pytest.approx(2 / 4)}
+    # without labels (or without the data's): every training image, and the same yardstick here
+    assert metrics.copy_ratio(SAMPLES, None, data) == {"copy_ratio": pytest.approx(1 / 4)}
+    assert metrics.copy_ratio(SAMPLES, torch.tensor([0, 0, 1]), labelled(TWO_CLASSES[0], None)) == \
+        {"copy_ratio": pytest.approx(1 / 4)}
+
+
+def test_copy_ratio_yardstick_is_the_median_over_every_class_of_real_nearest_other_distances():
+    # class 0's nearest others become 1, 1 ((0, 0), (0, 1)); class 1's stay 4, 4, 6 -> median 4 over all five
+    data = labelled([[0, 0], [0, 1], [10, 0], [10, 4], [10, 10]], [0, 0, 1, 1, 1])
+    assert metrics.copy_ratio(SAMPLES[1:], torch.tensor([1, 1]), data) == {"copy_ratio": pytest.approx(1 / 4)}
+    # a class with one training image has no yardstick: its samples are left out, the others still count
+    one = labelled([*TWO_CLASSES[0], [50, 50]], [*TWO_CLASSES[1], 2])
+    gen = torch.cat([SAMPLES, torch.tensor([[50.0, 90.0]]).view(1, 1, 1, 2)])
+    assert metrics.copy_ratio(gen, torch.tensor([0, 1, 1, 2]), one) == {"copy_ratio": pytest.approx(1 / 4)}
+    assert metrics.copy_ratio(gen[3:], torch.tensor([2]), one) == {}  # nothing left to measure
+
+
+def test_copy_ratio_without_a_yardstick_or_for_points_or_large_sets_is_empty(monkeypatch):
+    duplicates = labelled([[0, 0], [0, 0], [0, 0], [5, 5]], [0, 0, 0, 0])  # most nearest-other distances are 0
+    assert metrics.copy_ratio(SAMPLES, torch.tensor([0, 0, 0]), duplicates) == {}
+    points = labelled(TWO_CLASSES[0], None)
+    points.x = points.x.view(-1, 2)  # (N, 2): points, not images
+    assert metrics.copy_ratio(SAMPLES.view(-1, 2), None, points) == {}
+    monkeypatch.setattr(metrics, "COPY_MAX_REAL", 5)
+    assert metrics.copy_ratio(SAMPLES, None, labelled(*TWO_CLASSES)) == {"copy_ratio": pytest.approx(1 / 4)}
+    monkeypatch.setattr(metrics, "COPY_MAX_REAL", 4)
+    assert metrics.copy_ratio(SAMPLES, None, labelled(*TWO_CLASSES)) == {}
+
+
+def test_copy_ratio_scores_an_evenly_spread_subset_of_large_sample_sets(monkeypatch):
+    data = labelled(*TWO_CLASSES)
+    far = torch.tensor([[0.0, 20.0]]).view(1, 1, 1, 2)  # 17 from class 0's nearest image: ratio 17/4
+    # every other sample: (0, 1), (10, 5), (10, 8) are kept (labels with them), the far ones skipped
+    gen = torch.cat([SAMPLES[0:1], far, SAMPLES[1:2], far, SAMPLES[2:3], far])
+    labels = torch.tensor([0, 0, 1, 0, 1, 0])
+    monkeypatch.setattr(metrics, "COPY_MAX_GEN", 3)
+    assert metrics.copy_ratio(gen, labels, data) == {"copy_ratio": pytest.approx(1 / 4)}
+    monkeypatch.setattr(metrics, "COPY_MAX_GEN", 6)
+    # all six: distances 1, 17, 1, 17, 2, 17, whose (lower) median is 2
+    assert metrics.copy_ratio(gen, labels, data) == {"copy_ratio": pytest.approx(2 / 4)}
