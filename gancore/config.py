@@ -9,6 +9,7 @@ conditioning methods are read from the modules that define them.
 """
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, fields
 
@@ -82,7 +83,7 @@ class TrainConfig:
     log_every: int = 50  # steps between metrics records
     sample_every: int = 500  # steps between sample grids (from one fixed noise batch)
     ckpt_every: int = 1000  # steps between checkpoints (one is always written at the end)
-    eval_every: int = 1000  # steps between evaluations (mode coverage, or FID/KID/IS for images); 0 = never
+    eval_every: int = -1  # steps between evaluations (mode coverage, or FID/KID/IS for images); -1 = auto: about five over the run (1, 2 or 5 x 10^k steps); 0 = never
     eval_n: int = 0  # samples per evaluation; 0 = auto (2,500 for 2-D points, 2,000 images)
     fid_backend: str = "evaluator"  # evaluator (the project's classifier) or inception (torch-fidelity, fetched once)
     eval_train_evaluator: bool = False  # images with no shipped or cached evaluator: train one at launch, else no FID
@@ -99,6 +100,9 @@ class TrainConfig:
         self.auto_filled = {k for k in recipe if getattr(self, k) == AUTO.get(k, 0)}
         for k in self.auto_filled:
             setattr(self, k, recipe[k])
+        if self.eval_every == AUTO_EVAL_EVERY:  # after steps: it scales with the run's length
+            self.eval_every = auto_eval_every(self.steps)
+            self.auto_filled.add("eval_every")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -143,6 +147,17 @@ class TrainConfig:
 RECIPE_28PX = dict(pad_to=32, batch_size=48, steps=2000, lr_g=1e-3, lr_d=1e-3, beta1=0.2, beta2=0.99)
 RECIPE_PLAIN = dict(pad_to=0, batch_size=64, steps=5000, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999)
 AUTO = dict(beta1=-1.0)  # a recipe field's "auto" value where it is not 0 (Adam's beta1 may be 0)
+AUTO_EVAL_EVERY = -1  # eval_every's "auto" (0 is "never")
+
+
+def auto_eval_every(steps: int) -> int:
+    """About five evaluations over `steps` (the last step is always evaluated too): the round interval (1, 2 or 5 x
+    10^k steps) nearest to steps / 5 on a log scale. 600 steps: every 100; 2,000: every 500; 5,000: every 1,000."""
+    if steps <= 0:
+        return 0
+    target = steps / 5
+    rounds = [m * 10 ** k for k in range(0, len(str(steps)) + 1) for m in (1, 2, 5)]
+    return min(rounds, key=lambda r: (abs(math.log(target / r)), r))
 RECIPE_28PX_SETS = ("mnist-5k", "mnist")  # MNIST digits at their 28 px
 
 

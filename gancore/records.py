@@ -25,19 +25,44 @@ class Metric:
     meaning: str = ""
     label: str = ""  # the readable name pages show ("FID", "KID"); the name itself when empty
     share: bool = False  # a fraction of 1, shown as a percent
+    short: str = ""  # the name in narrow places (the Runs table); the label when empty
 
     def format(self, value) -> str:
         """A value as train.log writes it: 4 significant digits."""
         return f"{value:.4g}" if isinstance(value, float) else str(value)
 
     def display(self, value) -> str:
-        """A value as the pages show it: a share as a percent (one decimal), a whole number as one, anything else
-        to 4 significant digits."""
+        """A value as pages show it (the one rule every page follows): a share as a percent with one decimal, a
+        whole number as one, anything else to 3 significant digits (thousands grouped, never in e-notation above
+        1,000)."""
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return "-" if value is None else str(value)
         if self.share and isinstance(value, (int, float)):
             return f"{100 * value:.1f}%"
         if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return self.format(value)
+            value = int(value)
+        if isinstance(value, int):
+            return f"{value:,}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+    def display_interval(self, mean: float, half: float | None) -> str:
+        """`mean ± half` (a 95 % half-width), both to the half-width's second significant digit: `1.95 ± 0.29`,
+        `2.0 ± 1.6`, a share as `12.3 ± 4.1%`; `mean (n=1)`-style text is the caller's when half is None."""
+        if half is None or not math.isfinite(half) or not math.isfinite(mean):
+            return self.display(mean)
+        if half == 0:
+            return f"{self.display(mean)} ± 0"
+        scale, unit = (100.0, "%") if self.share else (1.0, "")
+        m, h = mean * scale, half * scale
+        decimals = max(0, 1 - math.floor(math.log10(abs(h))))
+        return f"{m:,.{decimals}f} ± {h:,.{decimals}f}{unit}"
+
+    def display_range(self, lo: float, hi: float) -> str:
+        """An interval `[lo, hi]`, both ends to the second significant digit of its width (shares in percent)."""
+        scale, unit = (100.0, "%") if self.share else (1.0, "")
+        width = abs(hi - lo) * scale / 2
+        decimals = 0 if width == 0 else max(0, 1 - math.floor(math.log10(width)))
+        return f"[{lo * scale:,.{decimals}f}, {hi * scale:,.{decimals}f}]{unit}"
 
     @property
     def title(self) -> str:
@@ -67,7 +92,7 @@ METRICS = {m.name: m for m in [
     Metric("resolution", "phase", None, meaning="progressive: the resolution G and D work at (px)"),
     Metric("alpha", "phase", None, meaning="progressive: the fade-in of the current stage (1 = fully in)"),
     # --- every evaluated step ---
-    Metric("fid", "score", False, latest=True, listed=True, meaning="Frechet distance of evaluator features", label="FID"),
+    Metric("fid", "score", False, latest=True, listed=True, meaning="Frechet distance of evaluator features", label="FID", short="FID"),
     Metric("fid_lo", "score", None, logged=False,
            meaning="FID's 95% interval, low end: FID plus the spread of 50 bootstrap resamples of the "
            "generated samples (the real statistics fixed): where another draw of as many samples would land"),
@@ -78,20 +103,23 @@ METRICS = {m.name: m for m in [
     Metric("is_std", "score", None, logged=False, meaning="IS's std over splits"),
     Metric("precision", "score", True, latest=True,
            meaning="share of samples inside some real image's 3-nearest-neighbour ball (evaluator features): "
-           "samples that look real", label="precision"),
+           "samples that look real", label="precision", share=True),
     Metric("recall", "score", True, latest=True,
            meaning="share of real images inside some sample's 3-nearest-neighbour ball: how much of the data "
-           "G reaches"),
+           "G reaches", share=True),
     Metric("density", "score", True, latest=True,
            meaning="real images' 5-nearest-neighbour balls holding a sample, on average, / 5: about 1 for real "
            "images, near 0 off the data, above 1 where samples crowd the common images"),
     Metric("coverage", "score", True, latest=True,
-           meaning="share of real images whose 5-nearest-neighbour ball holds a sample: falls when G misses modes"),
+           meaning="share of real images whose 5-nearest-neighbour ball holds a sample: falls when G misses modes",
+           share=True),
     Metric("cond_acc", "score", True, latest=True, listed=True,
-           meaning="share of samples made for class k that the evaluator classifies as k", label="conditional accuracy", share=True),
+           meaning="share of samples made for class k that the evaluator classifies as k", label="conditional accuracy", share=True,
+           short="acc"),
     Metric("modes", "score", True, latest=True, listed=True,
-           meaning="modes captured: of a 2-D mixture's, or of stacked-mnist's 1,000 digit triples", label="modes captured"),
-    Metric("hq_share", "score", True, latest=True, listed=True, meaning="2-D: share of samples within 3 sigma of a mode", label="high-quality share", share=True),
+           meaning="modes captured: of a 2-D mixture's, or of stacked-mnist's 1,000 digit triples", label="modes captured", short="modes"),
+    Metric("hq_share", "score", True, latest=True, listed=True, meaning="2-D: share of samples within 3 sigma of a mode", label="high-quality share", share=True,
+           short="HQ"),
     Metric("reverse_kl", "score", False, latest=True,
            meaning="KL(generated mode histogram || uniform): 2-D (high-quality samples) and stacked-mnist", label="reverse KL"),
     Metric("copy_ratio", "score", None, latest=True, label="copying ratio",
@@ -157,11 +185,23 @@ def score_help(name: str, provenance: dict | None = None) -> str:
     return meaning
 
 
-def format_scores(scores: dict | None) -> str:
-    """`fid 2.01, cond_acc 0.77` (any dict of metric values, a `step` key included)."""
+def metric(name: str) -> Metric:
+    """The declared metric of this name, or an undeclared one (no direction, no label) that formats like any other."""
+    return METRICS.get(name) or Metric(name, "", None)
+
+
+def display(name: str, value) -> str:
+    """A value of metric `name` as every page shows it (Metric.display)."""
+    return metric(name).display(value)
+
+
+def format_scores(scores: dict | None, short: bool = False) -> str:
+    """`step 800 · FID 2.01 · conditional accuracy 77.0%`: any dict of metric values (a `step` key included),
+    labelled and formatted as pages show them; `short`: the short names (`FID 2.01 · acc 77.0%`)."""
     if not scores:
         return ""
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
+    return " · ".join(f"{(metric(k).short if short else '') or metric(k).title} {display(k, v)}"
+                      for k, v in scores.items())
 
 
 # ---------------------------------------------------------------- provenance

@@ -93,13 +93,17 @@ def verdict(a: str, b: str, diff: float, half: float | None, n: tuple[int, int],
     return f"{better} better"
 
 
-def group_summary(values: dict[str, list[float]]) -> pd.DataFrame:
-    """A row per group: mean, 95 % half-width, n, and `mean ± half` as text."""
+def group_summary(values: dict[str, list[float]], metric: str = "") -> pd.DataFrame:
+    """A row per group: mean, 95 % half-width, n, and `mean ± half` as text (formatted as `metric` is shown:
+    records.Metric.display_interval)."""
+    from .records import metric as declared
+
     rows = []
     for label, v in values.items():
         mean, half, n = interval(v)
-        rows.append({"group": label, "mean": mean, "half_width": half, "n": n,
-                     "mean ± 95%": f"{mean:.4g} ± {half:.2g}" if half is not None else f"{mean:.4g} (n={n})"})
+        text = declared(metric).display_interval(mean, half) if half is not None else \
+            f"{declared(metric).display(mean)} (n={n})"
+        rows.append({"group": label, "mean": mean, "half_width": half, "n": n, "mean ± 95%": text})
     return pd.DataFrame(rows).set_index("group") if rows else pd.DataFrame()
 
 

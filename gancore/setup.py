@@ -103,7 +103,8 @@ def validate(cfg: TrainConfig) -> None:
     for name in non_negative:
         v = getattr(cfg, name)
         if not (v >= 0 and math.isfinite(v)):
-            raise ConfigError(f"--{name}: must be >= 0 (got {v})")
+            auto = ", or -1 for auto" if name == "eval_every" else ""
+            raise ConfigError(f"--{name}: must be >= 0{auto} (got {v})")
     if cfg.channels not in (0, 1, 3):
         raise ConfigError(f"--channels: must be 0 (native), 1 or 3 (got {cfg.channels})")
     for name in ["lr_g", "lr_d"]:

@@ -69,8 +69,8 @@ def run_rows(root=None) -> list[dict]:
         rows.append({"run": path.name, "path": str(path), "state": state_of(st),
                      "progress": min(1.0, step / steps), "step": step, "steps": steps,
                      "dataset": c.get("dataset"), "model": c.get("model"), "loss": c.get("loss"),
-                     "conditioning": c.get("conditioning"), "latest": format_scores(headline(st.get("latest"))),
-                     "best": format_scores((st.get("best") or {}).get("value")),
+                     "conditioning": c.get("conditioning"), "latest": format_scores(headline(st.get("latest")), short=True),
+                     "best": format_scores((st.get("best") or {}).get("value"), short=True),
                      "elapsed_s": elapsed(st), "error": st.get("error"), "pending": False,
                      "processes": st.get("world_size", 1), "placement": placement_text(st),
                      "waiting": is_waiting(st), "tags": ", ".join(runs.read_notes(path)["tags"]),
@@ -102,6 +102,19 @@ def eta(status: dict) -> float | None:
     return max(0.0, (steps - step) * trained / step)  # trained_s and step are written together, at each heartbeat
 
 
+def preset_estimate(root, preset: str, steps: int) -> float | None:
+    """Seconds `steps` steps of `preset` take on this machine, from the runs of that preset under `root` (their
+    training time per step, evaluations and checkpoints included; the median over runs); None when none trained."""
+    rates = []
+    for path in runs.list_runs(root):
+        if runs.read_json_object(path / "config.json").get("preset") != preset:
+            continue
+        status = runs.read_status(path)
+        if status.get("trained_s") and (status.get("step") or 0) > 0:
+            rates.append(status["trained_s"] / status["step"])
+    return float(np.median(rates)) * steps if rates else None
+
+
 def duration(seconds: float | None) -> str:
     """`1:05:03`, `4:07` or `0:09`: hours only when there are some; empty for None."""
     if seconds is None:
@@ -110,9 +123,23 @@ def duration(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def setup_text(row) -> str:
+    """What a run trains, in one short column: its dataset, then its network, loss and conditioning where they are
+    not the defaults (the network auto picks for the data, nonsaturating, none): `digits · concat`,
+    `ring · hinge`, `mnist-5k · resnet · hinge · projection`."""
+    from .config import TrainConfig
+    from .data import POINT_SETS
+
+    default = TrainConfig()
+    usual = {"model": ("mlp" if row.get("dataset") in POINT_SETS else "dcgan", "auto"), "loss": (default.loss,),
+             "conditioning": (default.conditioning,)}
+    parts = [row.get("dataset")] + [row.get(k) for k, skip in usual.items() if row.get(k) not in skip]
+    return " · ".join(str(p) for p in parts if p not in (None, ""))
+
+
 def headline(scores: dict | None) -> dict:
     """The scores a run list shows (records.LISTED): FID and conditional accuracy, or modes and high-quality share."""
-    return {k: v for k, v in (scores or {}).items() if k == "step" or k in records.LISTED}
+    return {k: v for k, v in (scores or {}).items() if k in records.LISTED}
 
 
 def latest_scores(df: pd.DataFrame) -> dict:
@@ -185,6 +212,17 @@ def best_and_last(frames: dict[str, pd.DataFrame], metrics: list[str], smoothing
                 row[f"{m} final (smoothed)"] = float(ema_smooth(s.to_numpy(), smoothing)[-1])
         rows.append(row)
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+def displayed(table: pd.DataFrame) -> pd.DataFrame:
+    """A table of metric values as pages show them (records.display): each column named after its metric
+    (`fid best`, `loss_d final (smoothed)`, or the metric itself) formatted by that metric's rule."""
+    out = table.copy()
+    for col in out.columns:
+        name = str(col).split(" ")[0]
+        out[col] = [records.display(name, v) if isinstance(v, (int, float)) and not pd.isna(v) else ("" if v is None
+                    or (isinstance(v, float) and pd.isna(v)) else v) for v in table[col]]
+    return out
 
 
 def config_diff(configs: dict[str, dict]) -> pd.DataFrame:

@@ -101,14 +101,25 @@ def shot(page, name):
     page.set_viewport_size(size)
 
 
+def cut_off_labels(page) -> list[str]:
+    """The buttons whose label is cut off (an ellipsis: an element of the button narrower than its text)."""
+    return page.evaluate("""() => [...document.querySelectorAll("button")].filter(b => [b, ...b.querySelectorAll("*")]
+        .some(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)).map(b => b.textContent)""")
+
+
 def goto(page, title):
+    from playwright.sync_api import expect
+
     page.locator("[data-testid='stSidebarNavLink']").filter(has_text=title).click()
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()  # the new page, not the old one
     settle(page)
 
 
 def choose(page, key, option):
-    """Pick `option` in the selectbox with this widget key."""
-    page.locator(f".st-key-{key} input").click()
+    """Pick `option` in the selectbox with this widget key: type it (which opens the list, filtered), click it."""
+    box = page.locator(f".st-key-{key} input")
+    box.click()
+    box.fill(option)
     page.get_by_role("option", name=option, exact=True).click()
 
 
@@ -142,6 +153,12 @@ def test_launch_watch_compare_sample(dashboard, page):
     # Runs: the run reaches done (the fragment refreshes every few seconds)
     goto(page, "Runs")
     expect(page.get_by_text(re.compile(r"browser-run · done"))).to_be_visible(timeout=180_000)
+    expect(page.get_by_role("button", name="Resume", exact=True)).to_be_enabled()
+    # at 1,400 px every column fits (the table does not scroll sideways) and no button label is cut off
+    table = page.locator("[data-testid='stDataFrame'] .dvn-scroller").first
+    assert table.evaluate("e => e.scrollWidth - e.clientWidth") <= 1
+    assert cut_off_labels(page) == []
+    expect(page.get_by_text("Resume to step", exact=True)).to_be_visible()  # the box is labelled
     shot(page, "runs")
 
     # Monitor: loss chart and a sample grid
@@ -175,6 +192,53 @@ def test_launch_watch_compare_sample(dashboard, page):
     goto(page, "Mode collapse")
     choose(page, "mc_pick", "ring-nonsaturating")
     settle(page)
-    expect(page.get_by_text("modes captured")).to_be_visible()
+    expect(page.get_by_text("modes captured").first).to_be_visible()
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
     shot(page, "mode_collapse")
+
+
+def test_compare_groups_seeds_with_bands_verdicts_and_parallel_coordinates(dashboard, page):
+    """Two configurations × three seeds each: Compare groups them by config, draws each group's mean with its 95%
+    band, compares the groups' final scores pairwise and charts the differing settings against a score."""
+    from playwright.sync_api import expect
+
+    url, root = dashboard
+    names = []
+    for loss in ("nonsaturating", "hinge"):
+        for seed in (0, 1, 2):
+            names.append(f"grp-{loss}-seed{seed}")
+            gancore.train(dict(device="cpu", runs_root=str(root), name=names[-1], dataset="ring", loss=loss,
+                               seed=seed, steps=60, log_every=10, sample_every=30, eval_every=30))
+    page.goto(url)
+    settle(page)
+    goto(page, "Compare")
+    page.get_by_text("Filter", exact=True).click()
+    fill(page, "cmp_pattern", "^grp-")  # the filter narrows the run list to the six
+    settle(page)
+    box = page.locator(".st-key-cmp_runs")
+    for name in names:
+        if box.locator(f"[data-tag][aria-label='{name}']").count():  # picked already (the page's default run)
+            continue
+        box.locator("input").click()
+        page.get_by_role("option", name=name, exact=True).click()
+        page.keyboard.press("Escape")
+        settle(page)
+    expect(box.locator("[data-tag]")).to_have_count(6)
+    # grouping is on by default once a group has several seeds: one legend entry per group, n = 3 each
+    chart = page.locator(".js-plotly-plot").first
+    expect(chart.locator(".legendtext").filter(has_text="(n=3)")).to_have_count(2, timeout=30_000)
+    expect(chart.locator(".legendtext").filter(has_text="loss=hinge")).to_have_count(1)
+    expect(chart.locator("path.js-fill")).to_have_count(2)  # a 95% band per group
+    # the groups' table, then the pairwise table for a chosen score (the tables are canvases: AppTest reads them)
+    choose(page, "cmp_pair_metric", "modes")
+    settle(page)
+    expect(page.get_by_text(re.compile("B - A of the groups' mean final modes"))).to_be_visible()
+    expect(page.locator("[data-testid='stDataFrame'] canvas").nth(1)).to_be_visible()
+    # settings against outcome: parallel coordinates over the differing fields (loss, seed) and the score
+    choose(page, "cmp_pc_metric", "modes")
+    settle(page)
+    parcoords = page.locator(".st-key-cmp_parcoords .js-plotly-plot")
+    expect(parcoords.locator(".parcoords")).to_have_count(1)
+    for axis in ("loss", "seed", "modes"):
+        expect(parcoords.locator("text.axis-title").filter(has_text=axis)).to_have_count(1)
+    shot(page, "compare_groups")

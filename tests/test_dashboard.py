@@ -110,6 +110,14 @@ def test_runs_table_states(full_root, monkeypatch):
     assert states[names["done"]] == "done" and states[names["running"]] == "running"
     assert states[names["failed"]] == "failed" and states[names["crashed"]] == "crashed"
     assert states[names["pending"]] == "starting"  # a pending launch whose process is up
+    # what fits 1,400 px: one "setup" column for dataset, model, loss and conditioning; whole percents
+    assert list(df.columns[:9]) == ["run", "state", "progress", "setup", "latest", "best", "elapsed", "time left",
+                                    "placement"]
+    done = df.set_index("run").loc[names["done"]]
+    assert done["progress"] == 100 and done["setup"] == "digits · concat"  # dcgan and nonsaturating are the defaults
+    resume_to = at.number_input[0]
+    assert resume_to.label == "Resume to step" and resume_to.proto.label_visibility.value == 0  # shown
+    assert at.get("code")[0].proto.wrap_lines  # the log tail wraps long lines instead of cutting them off
 
 
 def test_monitor_shows_health_and_charts(full_root, monkeypatch):
@@ -154,6 +162,21 @@ def test_launch_form_starts_a_run(runs_root):
     assert runs.read_json(path / "config.json")["steps"] == 4
 
 
+def test_launch_form_shows_auto_fields_empty_with_the_value_they_resolve_to(runs_root):
+    at = app("launch")
+    steps, eval_every, beta1 = (at.number_input(key=k) for k in ("f_steps", "f_eval_every", "f_beta1"))
+    assert steps.value is None and eval_every.value is None and beta1.value is None  # not "0" or "-1"
+    # MNIST-5k's 28 px recipe: 2,000 steps, beta1 0.2; five evaluations over the run
+    assert (steps.proto.placeholder, beta1.proto.placeholder) == ("auto: 2,000", "auto: 0.2")
+    assert eval_every.proto.placeholder == "auto: 500"
+    at.selectbox(key="f_dataset").set_value("ring").run()  # every change shows at once: no form to submit
+    assert at.number_input(key="f_steps").proto.placeholder == "auto: 5,000"
+    assert at.number_input(key="f_z_dim").proto.placeholder == "auto: 2"
+    at.number_input(key="f_steps").set_value(600).run()
+    assert at.number_input(key="f_eval_every").proto.placeholder == "auto: 100"  # scaled with the run's length
+    assert at.number_input(key="f_eval_every").value is None
+
+
 def test_launch_form_refuses_invalid_settings_with_the_validation_message(runs_root):
     at = app("launch")
     at.number_input(key="f_n_critic").set_value(0)
@@ -194,7 +217,7 @@ def test_clone_into_launch_fills_the_form(full_root, monkeypatch):
     root, names = full_root
     monkeypatch.setenv("GANCORE_RUNS", str(root))
     at = app("runs", run=names["done"])
-    button(at, "Clone into Launch").click().run()
+    button(at, "Clone").click().run()
     assert at.title[0].value == "Launch"
     assert at.selectbox(key="f_conditioning").value == "concat" and at.number_input(key="f_steps").value == 8
 

@@ -213,6 +213,9 @@ def test_copy_ratio_yardstick_is_the_median_over_every_class_of_real_nearest_oth
     gen = torch.cat([SAMPLES, torch.tensor([[50.0, 90.0]]).view(1, 1, 1, 2)])
     assert metrics.copy_ratio(gen, torch.tensor([0, 1, 1, 2]), one) == {"copy_ratio": pytest.approx(1 / 4)}
     assert metrics.copy_ratio(gen[3:], torch.tensor([2]), one) == {}  # nothing left to measure
+    # the same with the lone image's class first: the classes after it still count
+    first = labelled([[50, 50], *TWO_CLASSES[0]], [0, *(c + 1 for c in TWO_CLASSES[1])])
+    assert metrics.copy_ratio(gen, torch.tensor([1, 2, 2, 0]), first) == {"copy_ratio": pytest.approx(1 / 4)}
 
 
 def test_copy_ratio_without_a_yardstick_or_for_points_or_large_sets_is_empty(monkeypatch):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import runs_fixture
-from gancore import runs, views
+from gancore import records, runs, views
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,8 @@ def root(tmp_path_factory):
 def test_run_rows_show_every_kind_of_run(root):
     rows = {r["run"]: r for r in views.run_rows(root)}
     assert rows["digits-concat-done"]["state"] == "done" and rows["digits-concat-done"]["progress"] == 1.0
-    assert rows["digits-concat-done"]["latest"].startswith("step 8, fid ")
-    assert rows["digits-concat-done"]["best"].startswith("fid ")
+    assert rows["digits-concat-done"]["latest"].startswith("FID ") and " · acc " in rows["digits-concat-done"]["latest"]
+    assert rows["digits-concat-done"]["best"].startswith("FID ")
     assert rows["digits-concat-running"]["state"] == "running" and rows["digits-concat-running"]["progress"] == 0.5
     assert rows["digits-concat-failed"]["state"] == "failed" and "non-finite" in rows["digits-concat-failed"]["error"]
     assert rows["digits-concat-halfwritten"]["state"] == "crashed"  # running with a dead pid
@@ -30,10 +30,10 @@ def test_run_rows_show_every_kind_of_run(root):
     assert list(rows)[0] == "waiting-to-start"  # pending launches first
     latest = runs.read_status(root / "ring-done")["latest"]  # the list shows modes and high-quality share only
     assert {"modes", "hq_share", "reverse_kl"} <= set(latest) and isinstance(latest["modes"], int)
-    assert rows["ring-done"]["latest"] == f"step 40, modes {latest['modes']}, hq_share {latest['hq_share']:.4g}"
+    assert rows["ring-done"]["latest"] == f"modes {latest['modes']} · HQ {100 * latest['hq_share']:.1f}%"
 
 
-def test_run_rows_write_the_headline_scores_to_four_significant_digits(root, tmp_path):
+def test_run_rows_write_the_headline_scores_by_the_display_rule(root, tmp_path):
     import shutil
 
     copy = tmp_path / "runs" / "ring-done"
@@ -41,8 +41,29 @@ def test_run_rows_write_the_headline_scores_to_four_significant_digits(root, tmp
     runs.update_status(copy, latest={"step": 40, "modes": 7, "hq_share": 0.987654, "reverse_kl": 0.123456},
                        best={"step": 20, "metric": "modes,hq_share", "value": {"modes": 8, "hq_share": 0.912345}})
     [row] = views.run_rows(tmp_path / "runs")
-    assert row["latest"] == "step 40, modes 7, hq_share 0.9877"  # the run list's headline: no reverse KL
-    assert row["best"] == "modes 8, hq_share 0.9123"
+    # the run list's headline (no reverse KL), by short names, a share as a percent
+    assert row["latest"] == "modes 7 · HQ 98.8%"
+    assert row["best"] == "modes 8 · HQ 91.2%"
+    assert records.format_scores({"step": 1200, "modes": 7, "hq_share": 0.987654}) == \
+        "step 1,200 · modes captured 7 · high-quality share 98.8%"
+
+
+@pytest.mark.parametrize("name, value, shown", [
+    ("loss_d", 1.3456, "1.35"), ("loss_g", -0.012345, "-0.0123"), ("kid_mean", 0.0815812, "0.0816"),
+    ("fid", 327.66, "328"), ("fid", 1234.5, "1,234"), ("fid", 12345.0, "12,345"), ("modes", 7, "7"),
+    ("modes", 7.0, "7"), ("step", 12000, "12,000"), ("hq_share", 0.0076, "0.8%"), ("cond_acc", 0.9, "90.0%"),
+    ("precision", 0.5, "50.0%"), ("density", 1.25, "1.25"), ("reverse_kl", float("inf"), "inf"),
+    ("never_declared", 0.123456, "0.123"), ("fid", None, "-")])
+def test_one_display_rule_for_every_number_a_page_shows(name, value, shown):
+    assert records.display(name, value) == shown
+
+
+@pytest.mark.parametrize("name, mean, half, shown", [
+    ("loss_d", 1.954, 1.6, "2.0 ± 1.6"), ("loss_d", 1.1642, 0.2871, "1.16 ± 0.29"), ("fid", 31.7, 12.4, "32 ± 12"),
+    ("fid", 1234.5, 210.0, "1,234 ± 210"), ("hq_share", 0.001467, 0.004, "0.15 ± 0.40%"),
+    ("modes", 2.6667, 2.9, "2.7 ± 2.9"), ("loss_d", 1.5, 0.0, "1.5 ± 0"), ("loss_d", 1.5, None, "1.5")])
+def test_a_mean_and_its_interval_share_the_half_widths_precision(name, mean, half, shown):
+    assert records.metric(name).display_interval(mean, half) == shown
 
 
 def test_half_written_metrics_show_what_is_complete(root):
@@ -148,3 +169,26 @@ def test_nearest_grid_and_points(root):
     assert views.nearest([3, 6, 8], 7) == 6 and views.nearest([3, 6], 1) == 3
     pts = views.points_at(root / "ring-done", 40)
     assert pts.shape == (2500, 2) and views.points_at(root / "ring-done", 41) is None
+
+
+@pytest.mark.parametrize("row, shown", [
+    (dict(dataset="ring", model="mlp", loss="hinge", conditioning="none"), "ring · hinge"),
+    (dict(dataset="digits", model="dcgan", loss="nonsaturating", conditioning="concat"), "digits · concat"),
+    (dict(dataset="digits", model="mlp", loss="nonsaturating", conditioning="none"), "digits · mlp"),
+    (dict(dataset="mnist-5k", model="resnet", loss="hinge", conditioning="projection"),
+     "mnist-5k · resnet · hinge · projection"),
+    (dict(dataset="ring", model="auto", loss="nonsaturating", conditioning="none"), "ring")])  # a pending launch
+def test_the_runs_setup_column_names_what_differs_from_the_defaults(row, shown):
+    assert views.setup_text(row) == shown
+
+
+def test_the_quick_start_estimate_comes_from_this_machines_runs_of_the_preset(tmp_path):
+    root = tmp_path / "runs"
+    assert views.preset_estimate(root, "cgan-concat", 2000) is None  # nothing measured yet: the page says so
+    for name, preset, trained_s, step in [("a", "cgan-concat", 120.0, 1000), ("b", "cgan-concat", 90.0, 500),
+                                          ("c", "cgan-concat", 100.0, 1000), ("other", "dcgan-ns", 10.0, 1000)]:
+        (root / name).mkdir(parents=True)
+        runs.write_json_atomic(root / name / "config.json", {"preset": preset})
+        runs.write_json_atomic(root / name / "status.json", {"state": "done", "trained_s": trained_s, "step": step})
+    # seconds per step 0.12, 0.18, 0.10 -> median 0.12, times 2,000 steps; the other preset's runs do not count
+    assert views.preset_estimate(root, "cgan-concat", 2000) == pytest.approx(240.0)

@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from common import group_chart, line_chart, metrics, run_names, runs_root
-from gancore import replicates, report, runs, views
+from gancore import records, replicates, report, runs, views
 from gancore.records import provenance_difference
 
 FOLLOW_SECONDS = 5  # how often the page looks whether a selected running run has new records
@@ -109,7 +109,7 @@ if grouping:
     rows = {g: {"n": len(members), "runs": ", ".join(members)} for g, members in seed_groups.items()}
     for m, final in finals.items():
         summary = replicates.group_summary({g: [final[n] for n in members if n in final]
-                                            for g, members in seed_groups.items()})
+                                            for g, members in seed_groups.items()}, m)
         for g in seed_groups:
             if g in summary.index and summary.loc[g, "n"]:
                 rows[g][m] = summary.loc[g, "mean ± 95%"]
@@ -124,8 +124,9 @@ if grouping:
                   for g, members in seed_groups.items()}
         higher = metric in views.HIGHER_IS_BETTER
         pairs = replicates.pairwise(values, higher_is_better=higher)
-        pairs["95% interval"] = pairs["95% interval"].map(
-            lambda iv: "-" if iv is None else f"[{iv[0]:.4g}, {iv[1]:.4g}]")
+        shown = records.metric(metric)
+        pairs["95% interval"] = pairs["95% interval"].map(lambda iv: "-" if iv is None else shown.display_range(*iv))
+        pairs["B - A"] = pairs["B - A"].map(shown.display)
         st.caption(f"B - A of the groups' mean final {metric} ({'higher' if higher else 'lower'} is better), with "
                    f"Welch's 95% interval; a verdict only where the interval excludes 0.")
         st.dataframe(pairs, width="stretch", hide_index=True)
@@ -134,7 +135,7 @@ if grouping:
         st.caption("One group only: nothing to compare (group runs by giving them several seeds).")
 else:
     st.subheader("Best and last")
-    table = views.best_and_last(frames, chosen, smoothing)
+    table = views.displayed(views.best_and_last(frames, chosen, smoothing))
     st.dataframe(table, width="stretch")
     tables["Best and last"] = table
 

@@ -1,5 +1,6 @@
 """Launch: the training config as a form, presets, and sweeps over a few fields."""
 import dataclasses
+import json
 import re
 
 import streamlit as st
@@ -41,16 +42,42 @@ PRESET_LABELS = {
     "grid-lr-decay": "25-Gaussian grid, most points on the modes (grid-lr-decay)",
     "stacked-mnist-pacgan": "Stacked MNIST, 1,000 modes (stacked-mnist-pacgan)",
 }
-DEFAULTS = C.declared_defaults()  # 0 where a field is auto (beta1: -1), as the help says
+DEFAULTS = C.declared_defaults()  # 0 where a field is auto (beta1, eval_every: -1), as the help says
 TYPES = {f.name: f.type for f in dataclasses.fields(C.TrainConfig)}
 HELP = C.field_help()
+# The number fields whose default means "auto": the form shows them empty, with the value they resolve to
+AUTO_NUMBERS = {f for f, v in DEFAULTS.items() if TYPES[f] in (int, float) and v in (0, -1)
+                and re.search(r"(^|\W)-?[01] = auto", HELP.get(f, ""))}
 
 
 def set_form(fields: dict) -> None:
-    """Put defaults overlaid with `fields` into the form's widgets."""
+    """Put defaults overlaid with `fields` into the form's widgets (an auto number as an empty box)."""
     for group in GROUPS.values():
         for f in group:
-            st.session_state[f"f_{f}"] = fields.get(f, DEFAULTS[f])
+            value = fields.get(f, DEFAULTS[f])
+            st.session_state[f"f_{f}"] = None if f in AUTO_NUMBERS and value == DEFAULTS[f] else value
+
+
+def form_fields() -> dict:
+    """The form's fields that differ from the defaults (an empty auto box is left out: auto)."""
+    fields = {f: st.session_state.get(f"f_{f}") for names in GROUPS.values() for f in names}
+    return {k: v for k, v in fields.items() if v is not None and v != DEFAULTS[k]}
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def resolved(fields_json: str) -> dict | None:
+    """What the auto fields of these form fields resolve to (the trainer's own resolution, data included), or None
+    when the fields are refused (Launch then says why)."""
+    try:
+        return launch.check_config(json.loads(fields_json)).to_dict()
+    except GancoreError:
+        return None
+
+
+def auto_text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def apply_preset() -> None:
@@ -75,17 +102,23 @@ def parse_sweep(text: str) -> dict[str, list]:
     return grid
 
 
-def widget(f: str):
+def widget(f: str, auto: dict | None):
+    """The field's input; an auto number is an empty box showing "auto: <what it resolves to>" (`auto`: the
+    resolved config of the form as it stands, None when it is refused)."""
     key, label, help = f"f_{f}", f, HELP.get(f)
+    placeholder = None
+    if f in AUTO_NUMBERS:
+        placeholder = f"auto: {auto_text(auto[f])}" if auto and f in auto else "auto"
     if f in CHOICES:
         st.selectbox(label, CHOICES[f], key=key, help=help)
     elif TYPES[f] is bool:
         st.checkbox(label, key=key, help=help)
     elif TYPES[f] is int:
-        st.number_input(label, step=1, key=key, help=help)
+        st.number_input(label, step=1, key=key, help=help, placeholder=placeholder)
     elif TYPES[f] is float:
         small = f.startswith("lr") or f in ("weight_decay",)
-        st.number_input(label, step=1e-5 if small else 0.01, format="%g", key=key, help=help)
+        st.number_input(label, step=1e-5 if small else 0.01, format="%g", key=key, help=help,
+                        placeholder=placeholder)
     else:
         st.text_input(label, key=key, help=help)
     field, message = st.session_state.get("form_error") or (None, None)
@@ -114,16 +147,19 @@ st.title("Launch")
 st.selectbox("Start from", [""] + list(PRESETS), format_func=lambda k: PRESET_LABELS.get(k, k), key="preset_pick",
              on_change=apply_preset, help="fills the form with a preset that is known to work (docs/benchmarks.md)")
 
-with st.form("launch"):
+# Not an st.form: every change reruns the page, so the auto fields show what they resolve to for the data chosen
+with st.container(border=True):
     name = st.text_input("Run name (optional)", key="f_name",
                          help="letters, digits, '.', '_', '-'; empty = <dataset>-<model>-<loss>-<time>")
     error_field = (st.session_state.get("form_error") or (None,))[0]
+    auto = resolved(json.dumps(form_fields(), sort_keys=True, default=str))
+    st.caption("Empty boxes are auto: each shows the value it takes for these settings.")
     for group, names in GROUPS.items():
         with st.expander(group, expanded=group in OPEN or error_field in names):
             for start in range(0, len(names), 4):  # rows of four, so a checkbox never shifts the row below
                 for col, f in zip(st.columns(4), names[start:start + 4]):
                     with col:
-                        widget(f)
+                        widget(f, auto)
     with st.expander("Sweep (optional): the cross-product of a few fields"):
         sweep_text = st.text_area("One field per line", key="sweep_text",
                                   placeholder="loss = nonsaturating, hinge\nseed = 0, 1, 2",
@@ -138,11 +174,10 @@ with st.form("launch"):
                                 "GPU; on a CPU they share the cores); batch_size is split over them. Sweeps "
                                 "train each run in one process. Each run gets GPUs of its own (it waits in "
                                 "the queue while all are busy), or its share of the CPU cores")
-    submitted = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+    submitted = st.button("Launch", type="primary", icon=":material/rocket_launch:")
 
 if submitted:
-    fields = {f: st.session_state[f"f_{f}"] for names in GROUPS.values() for f in names}
-    fields = {k: v for k, v in fields.items() if v != DEFAULTS[k]}
+    fields = form_fields()
     if name.strip():
         fields["name"] = name.strip()
     try:

@@ -6,7 +6,7 @@ import streamlit as st
 import torch
 
 from common import line_chart, metrics, pick_run, run_names, runs_root
-from gancore import runs, views
+from gancore import records, runs, views
 from gancore.metrics import STACKED, TRIPLES, channel_counts, mode_coverage, reverse_kl
 
 st.title("Mode collapse")
@@ -51,7 +51,7 @@ def stacked_page():
     counts = evals[step]
     c1, c2, c3 = st.columns(3)
     c1.metric("modes captured", f"{int((counts > 0).sum())} / {TRIPLES}")
-    c2.metric("reverse KL", f"{reverse_kl(torch.from_numpy(counts)):.3f}",
+    c2.metric("reverse KL", records.display("reverse_kl", reverse_kl(torch.from_numpy(counts))),
               help="KL(generated triple histogram || uniform); 0 is ideal, log 1000 = 6.91 is one triple")
     c3.metric("samples read", f"{int(counts.sum()):,}")
 
@@ -112,8 +112,8 @@ st.caption(f"The {len(points):,} points saved at step {step} (the progress grid'
 c1, c2, c3 = st.columns(3)
 if cov:
     c1.metric("modes captured (these points)", f"{cov['modes']} / {len(modes)}", help=MODES_HELP)
-    c2.metric("high-quality share", f"{cov['hq_share']:.1%}", help="points within 3σ of a mode")
-    c3.metric("reverse KL", f"{cov['reverse_kl']:.3f}", help="of the mode histogram against uniform; 0 is ideal")
+    c2.metric("high-quality share", records.display("hq_share", cov["hq_share"]), help="points within 3σ of a mode")
+    c3.metric("reverse KL", records.display("reverse_kl", cov["reverse_kl"]), help="of the mode histogram against uniform; 0 is ideal")
 
 fig = go.Figure()
 fig.add_trace(go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers", name="generated",
@@ -136,6 +136,6 @@ if "modes" in df and df["modes"].notna().any():
     st.subheader("Over training (evaluations)")
     st.caption("Each evaluation's own fresh samples (eval_n of them): the scores Runs, Monitor and Compare show.")
     shown = hist.assign(modes=hist["modes"].map(lambda v: f"{int(v)} / {len(modes)}"),
-                        hq_share=hist["hq_share"].map(lambda v: f"{v:.1%}"))  # a share as a percent, as above
+                        hq_share=hist["hq_share"].map(lambda v: records.display("hq_share", v)))
     st.dataframe(shown.rename(columns={"modes": "modes captured", "hq_share": "high-quality share"}).T,
                  width="stretch")

@@ -73,12 +73,11 @@ def monitor():
     latest = views.latest_scores(df)
     provenance = views.run_provenance(df)
     for col, (k, v) in zip(cols[3:], latest.items()):
-        metric = records.METRICS.get(k)
-        col.metric(f"latest {records.score_label(k, provenance)}", metric.display(v) if metric else f"{v:.4g}",
+        col.metric(f"latest {records.score_label(k, provenance)}", records.display(k, v),
                    help=records.score_help(k, provenance))
     best = status.get("best")
     if best:
-        st.caption(f"best so far: step {best['step']}, {views.format_scores(best['value'])}")
+        st.caption(f"best so far: step {best['step']:,} · {views.format_scores(best['value'])}")
 
     for warning in views.health_warnings(df, status, config, info) + views.checkpoint_warnings(path):
         st.warning(warning, icon=":material/warning:")
@@ -108,7 +107,7 @@ def monitor():
                 cols = st.columns(min(5, len(scores)))
                 for i, m in enumerate(scores):
                     v = df[m].dropna().iloc[-1]
-                    cols[i % len(cols)].metric(records.score_label(m, provenance), records.METRICS[m].display(v),
+                    cols[i % len(cols)].metric(records.score_label(m, provenance), records.display(m, v),
                                                help=records.score_help(m, provenance))
             else:
                 cols = st.columns(min(3, len(scores)))
