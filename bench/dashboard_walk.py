@@ -153,7 +153,7 @@ def walk(w: Walk, url: str) -> None:
     ring = [f"ring-{loss}-seed{s}" for loss in ("nonsaturating", "hinge") for s in (0, 1)]
     for name in ring:
         if not box.locator(f"[data-tag][aria-label='{name}']").count():
-            box.locator("input").click()
+            box.locator("input").fill(name)  # typing opens the list, filtered
             w.timed(f"add {name}", page.get_by_role("option", name=name, exact=True).click)
             page.keyboard.press("Escape")
     expect(page.locator(".js-plotly-plot").first.locator(".legendtext").filter(has_text="(n=2)")).to_have_count(2)

@@ -49,12 +49,14 @@ class Target:
 
 METRIC_FUNCTIONS = ("reverse_kl", "mode_coverage", "read_channels", "triple_counts", "triple_histogram",
                     "channel_counts", "triple_coverage", "copying", "_nearest", "copy_ratio")
-IMAGE_METRIC_FUNCTIONS = (  # the FID/KID wiring around torchmetrics, FID's interval, PRDC
+IMAGE_METRIC_FUNCTIONS = (  # the FID/KID wiring around torchmetrics, with PRDC's and FID's interval's inputs
     "_Outputs.__init__", "_Outputs.__call__", "_evaluator_outputs", "FeatureModule.__init__", "FeatureModule.forward",
     "ImageScorer._fid", "ImageScorer._kid", "ImageScorer._is", "ImageScorer._input", "ImageScorer._reference_images",
     "ImageScorer._reference", "ImageScorer._compute_reference", "ImageScorer._with_reference",
-    "ImageScorer._real_gaussian", "ImageScorer._prdc", "ImageScorer.score", "prdc", "_kth_neighbour", "fid_interval",
-    "_frechet", "_cpu", "_to", "_class_batches", "_load_reference")
+    "ImageScorer._real_gaussian", "ImageScorer._prdc", "ImageScorer.score", "_cpu", "_to", "_class_batches",
+    "_load_reference")
+# Not mutated (their ~240 mutants would double the hour): `prdc` and `_kth_neighbour`, checked against the prdc
+# package as an oracle (tests/test_prdc.py), and `fid_interval` / `_frechet` (tests/test_metrics.py).
 TRAINER_FUNCTIONS = ("Trainer.train_step", "Trainer.optimizer_step", "Trainer.update_ema", "Trainer.load_checkpoint",
                      "Trainer.checkpoint_state", "Trainer.rng_state")
 RESUME_TESTS = ("tests/test_catalogue.py::test_images_train_checkpoint_resume[minimax-dcgan-none]",
@@ -137,6 +139,9 @@ def parse_args(argv=None):
     p.add_argument("--again", action="store_true",
                    help="retest only the last run's survivors in its scratch copy, with the checkout's tests now "
                         "(after adding tests; the table then counts the last run's kills too)")
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: print the table of the last run in --out (after a run was interrupted, or "
+                        "after mutmut was run by hand in a module's scratch copy)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-out" / "mutation", help="scratch and logs")
     args = p.parse_args(argv)
     args.modules = [m.strip() for m in args.modules.split(",") if m.strip()]
@@ -147,7 +152,7 @@ def parse_args(argv=None):
         p.error("--sample: must be >= 0")
     if args.sample and "trainer" not in args.modules:
         args.modules.append("trainer")
-    if "trainer" in args.modules and not args.sample:
+    if "trainer" in args.modules and not args.sample and not args.report:
         p.error("--modules trainer: give --sample N (its mutants are sampled)")
     return args
 
@@ -266,7 +271,9 @@ def module_of(target: Target) -> str:
 def run_module(name: str, target: Target, args) -> dict:
     scratch = args.out / name
     meta = scratch / "mutants" / (target.source + ".meta")
-    if args.again and meta.exists():  # the last run's survivors again, against the checkout's tests now
+    if args.report:
+        selected = None
+    elif args.again and meta.exists():  # the last run's survivors again, against the checkout's tests now
         shutil.rmtree(scratch / "tests")
         copy_checkout(scratch, args.tree, under="tests/")
         write_config(scratch, target)  # the target's test selection now (a new test file included)
@@ -289,7 +296,7 @@ def run_module(name: str, target: Target, args) -> dict:
     env.pop("PYTHONPATH", None)
     mutmut = [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())"]
     start, rc = time.monotonic(), 0
-    if selected is not None:  # None: --again with no survivor left
+    if selected is not None:  # None: --again with no survivor left, or --report
         with open(args.out / f"{name}{'-again' if args.again else ''}.log", "w") as log:
             rc = subprocess.run([*mutmut, "run", "--max-children", str(args.max_children), *selected],
                                 cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT).returncode

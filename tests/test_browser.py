@@ -170,7 +170,7 @@ def test_launch_watch_compare_sample(dashboard, page):
 
     # Compare: add the baseline to the launched run; both appear in the loss chart's legend
     goto(page, "Compare")
-    page.locator(".st-key-cmp_runs input").click()
+    page.locator(".st-key-cmp_runs input").fill("baseline-digits")  # typing opens the list, filtered
     page.get_by_role("option", name="baseline-digits", exact=True).click()
     page.keyboard.press("Escape")
     settle(page)
@@ -219,7 +219,7 @@ def test_compare_groups_seeds_with_bands_verdicts_and_parallel_coordinates(dashb
     for name in names:
         if box.locator(f"[data-tag][aria-label='{name}']").count():  # picked already (the page's default run)
             continue
-        box.locator("input").click()
+        box.locator("input").fill(name)  # typing opens the list, filtered (a click alone may land mid-rerun)
         page.get_by_role("option", name=name, exact=True).click()
         page.keyboard.press("Escape")
         settle(page)
