@@ -94,9 +94,18 @@ def line_chart(frames: dict[str, pd.DataFrame], metric: str, x: str = "step", sm
     x_title = {v: k for k, v in views.X_AXES.items()}.get(x, x)
     fig.update_layout(title=metric, xaxis_title=x_title, hovermode="x unified")
     legend_below(fig, [n for n in frames], height)
+    y_axis_as_shown(fig, metric)
     if log_y:
         fig.update_yaxes(type="log")
     return fig
+
+
+def y_axis_as_shown(fig: go.Figure, metric: str) -> None:
+    """The y axis by the display rule (records.display): a share in percent, on its whole range 0-100 %."""
+    from gancore import records
+
+    if records.metric(metric).share:
+        fig.update_yaxes(tickformat=".0%", range=[-0.02, 1.02])
 
 
 def legend_below(fig: go.Figure, entries: list[str], height: int) -> None:
@@ -136,6 +145,7 @@ def group_chart(groups: dict[str, dict[str, pd.DataFrame]], metric: str, x: str 
     x_title = {v: k for k, v in views.X_AXES.items()}.get(x, x)
     fig.update_layout(title=f"{metric}: mean of the seeds, 95% band", xaxis_title=x_title, hovermode="x unified")
     legend_below(fig, [f"{label} (n={len(frames)})" for label, frames in groups.items()], height)
+    y_axis_as_shown(fig, metric)
     if log_y:
         fig.update_yaxes(type="log")
     return fig
@@ -160,6 +170,7 @@ def score_chart(df: pd.DataFrame, metric: str, label: str, height: int = 260) ->
                              error_y=error, name=label))
     fig.update_layout(title=label, height=height, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step",
                       showlegend=False, hovermode="x unified")
+    y_axis_as_shown(fig, metric)
     return fig
 
 

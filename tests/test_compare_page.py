@@ -175,6 +175,10 @@ def test_monitor_names_each_score_and_draws_spreads(evaluated_root, monkeypatch)
     assert "FID · digits evaluator" in charts and "fid_lo" not in charts and "kid_std" not in charts
     assert any(t.get("fill") == "toself" for t in charts["FID · digits evaluator"]["data"])  # the interval band
     assert charts["KID · digits evaluator"]["data"][0]["error_y"]["visible"]  # std as error bars
+    # a share is charted as pages show it: in percent, on its whole range; other scores on their own scale
+    assert charts["precision · digits evaluator"]["layout"]["yaxis"]["tickformat"] == ".0%"
+    assert charts["coverage · digits evaluator"]["layout"]["yaxis"]["range"] == [-0.02, 1.02]
+    assert "tickformat" not in charts["FID · digits evaluator"]["layout"].get("yaxis", {})
 
 
 def test_monitor_shows_one_evaluation_as_numbers(evaluated_root, monkeypatch):

@@ -60,7 +60,7 @@ def monitor():
         st.progress(float(last["alpha"]), text=f"progressive growing: {int(last['resolution'])} px of "
                     f"{info.get('shape', [0, 0])[-1]} px, " + (f"fading in (alpha {last['alpha']:.2f})" if fading
                                                              else "stable"))
-    cols = st.columns(5)
+    cols = st.columns(3)
     cols[0].metric("images seen", f"{status.get('images_seen', 0):,}")
     if "img_per_s" in df and df["img_per_s"].notna().any():
         cols[1].metric("images/s", f"{df['img_per_s'].dropna().iloc[-1]:,.0f}")
@@ -72,9 +72,10 @@ def monitor():
                        help="training time across resumes; time left at the rate so far")
     latest = views.latest_scores(df)
     provenance = views.run_provenance(df)
-    for col, (k, v) in zip(cols[3:], latest.items()):
-        col.metric(f"latest {records.score_label(k, provenance)}", records.display(k, v),
-                   help=records.score_help(k, provenance))
+    if latest:  # a row of their own: a label that names the evaluator needs the width
+        for col, (k, v) in zip(st.columns(3), list(latest.items())[:3]):
+            col.metric(f"latest {records.score_label(k, provenance)}", records.display(k, v),
+                       help=records.score_help(k, provenance))
     best = status.get("best")
     if best:
         st.caption(f"best so far: step {best['step']:,} · {views.format_scores(best['value'])}")
