@@ -211,6 +211,10 @@ def test_mismatched_provenance_is_refused(digits):
 def test_primary_score_ignores_non_finite():
     assert metrics.primary_score({"fid": 3.0}) == ("fid", (-3.0,))
     assert metrics.primary_score({"modes": 8, "hq_share": 0.9}) == ("modes,hq_share", (8, 0.9))
+    # stacked MNIST: more modes first, then the lower reverse KL ranks higher (a larger key is better)
+    assert metrics.primary_score({"modes": 900, "reverse_kl": 0.25}) == ("modes,reverse_kl", (900, -0.25))
+    assert metrics.primary_score({"modes": 900, "reverse_kl": 0.2})[1] > metrics.primary_score(
+        {"modes": 900, "reverse_kl": 0.5})[1] > metrics.primary_score({"modes": 899, "reverse_kl": 0.1})[1]
     assert metrics.primary_score({"fid": math.nan}) is None
     assert metrics.primary_score({"fid": math.inf}) is None
     assert metrics.primary_score({"loss_d": 1.0}) is None

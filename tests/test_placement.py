@@ -1,6 +1,7 @@
 """Runs that share a machine (issue 14): each launch on its own GPU or share of the cores, the queue in the run
 directories, cancel, runs started by hand counted. GPUs are faked at the one place that reads them
 (GANCORE_FAKE_GPUS, read by placement.machine, inherited by the dispatcher); the runs really train, on the CPU."""
+import contextlib
 import json
 import os
 import signal
@@ -29,10 +30,8 @@ def gpus_of(path):
 
 
 def kill(pid):
-    try:
-        os.kill(int(pid), signal.SIGKILL)
-    except (ProcessLookupError, TypeError, ValueError):
-        pass
+    """SIGKILL a process that must be alive (a crash the test makes): a dead or missing pid fails the test."""
+    os.kill(int(pid), signal.SIGKILL)
 
 
 @pytest.fixture
@@ -50,7 +49,8 @@ def root(runs_root):
         for path in runs_root.iterdir():
             pid = runs.read_status(path).get("pid") if path.is_dir() else None
             if pid and pid != os.getpid() and runs.is_active(runs.read_status(path)):
-                kill(pid)
+                with contextlib.suppress(ProcessLookupError):  # teardown: it may end between the check and the kill
+                    os.kill(int(pid), signal.SIGKILL)
     launch.reap()
 
 
@@ -401,7 +401,8 @@ def test_two_dispatchers_at_once_never_hand_one_gpu_out_twice(root, monkeypatch,
             proc.kill()
             proc.wait()
         for _, pid in starts:
-            kill(pid)
+            with contextlib.suppress(ProcessLookupError):  # cleanup: never hide the failure that brought us here
+                os.kill(int(pid), signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- the dashboard
