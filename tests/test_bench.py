@@ -79,3 +79,9 @@ def test_gpu_check_refuses_without_a_gpu_in_one_line():
     assert result.returncode == 2
     assert result.stdout == "" and result.stderr.strip().count("\n") == 0
     assert "no CUDA device" in result.stderr and "--allow-cpu" in result.stderr
+
+
+def test_the_bench_readme_lists_every_script_once():
+    listed = [line.split("`")[1] for line in (ROOT / "bench" / "README.md").read_text().splitlines()
+              if line.startswith("| `")]
+    assert sorted(listed) == SCRIPTS
