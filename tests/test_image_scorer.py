@@ -99,3 +99,63 @@ def test_a_cached_reference_of_another_format_or_key_or_with_foreign_objects_is_
 
 class Foreign:
     """An object no reference holds: unpickling it would run code of the file's choosing."""
+
+
+def test_the_real_gaussian_is_the_mean_and_unbiased_covariance_of_the_reference_features(digits, fresh):
+    """FID's interval compares samples with the real features' Gaussian: the same one FID itself uses."""
+    data, model, report = digits
+    scorer = image_metrics.ImageScorer(data, model, report)
+    mu, cov = scorer._real_gaussian()
+    features = scorer.reference["features"].double()  # (N, F), as the evaluator gave them
+    torch.testing.assert_close(mu, features.mean(0), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(cov, torch.cov(features.T), rtol=1e-6, atol=1e-9)  # divided by N - 1
+
+
+def test_precision_recall_density_coverage_draw_their_subsets_from_the_seed(digits, fresh):
+    """The real subset (as many as the samples) and, with more samples than real images, the sample subset are
+    drawn with the scoring seed: the same seed, the same four numbers; the sample subset spread over all of them."""
+    data, model, report = digits
+    small = only(data, 3)  # 183 real images: 400 samples are more than the reference holds
+    scorer = image_metrics.ImageScorer(small, model, report)
+    g = torch.Generator().manual_seed(1)
+    noise = torch.rand(200, *data.shape, generator=g) * 2 - 1
+    x = torch.cat([small.images(), small.images()[:17], noise])  # 200 real images first, then 200 noise
+    keys = ("precision", "recall", "density", "coverage")
+    first, again, other = (scorer.score(x, seed=s) for s in (0, 0, 1))
+    assert [first[k] for k in keys] == [again[k] for k in keys]
+    assert [first[k] for k in keys] != [other[k] for k in keys]
+    # a subset drawn from all 400 holds noise, where the first 183 would hold none: precision well below 1
+    assert 0.25 < first["precision"] < 0.75
+
+
+def test_recall_per_class_leaves_out_a_class_the_real_subset_lacks(digits, fresh, monkeypatch):
+    data, model, report = digits
+    scorer = image_metrics.ImageScorer(data, model, report)
+    x, labels = samples(data)
+    recall = scorer.score(x[:10], labels[:10])["recall_per_class"]  # 10 real images drawn of 1,797: some class lacks
+    assert None in recall and all(r is None or 0 <= r <= 1 for r in recall)
+    drawn = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:10]  # the draw _prdc makes
+    present = set(scorer.reference["labels"][drawn].tolist())  # of the reference's features, in its order
+    assert [c for c, r in enumerate(recall) if r is not None] == sorted(present)
+
+
+def test_score_defaults_and_limits(digits, fresh, monkeypatch):
+    data, model, report = digits
+    scorer = image_metrics.ImageScorer(data, model, report)
+    x, labels = samples(data)
+    assert scorer.score(x[:10])["provenance"]["seed"] == 0  # 10 samples is enough, seed 0 by default
+    with pytest.raises(ev.EvaluatorError, match="at least 10 samples"):
+        scorer.score(x[:9])
+    # per-class FID needs two samples of the class: one sample of class 7 gives None, not a number or an error
+    one = torch.cat([x, data.images()[data.y == 7][:1]])
+    got = scorer.score(one, torch.cat([labels, torch.tensor([7])]))["fid_per_class"]
+    assert got[7] is None and got[3] is not None
+    # KID's subsets: 500 samples at most, and never more than either side holds
+    threes = image_metrics.ImageScorer(only(data, 3), model, report)  # 183 real images
+    sizes = []
+    real_kid = image_metrics.ImageScorer._kid
+    monkeypatch.setattr(image_metrics.ImageScorer, "_kid", lambda self, k: sizes.append(k) or real_kid(self, k))
+    scorer.score(data.images()[:600])
+    threes.score(data.images()[:300])
+    scorer.score(x)
+    assert sizes == [image_metrics.KID_SUBSET, len(only(data, 3)), len(x)]
