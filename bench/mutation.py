@@ -121,6 +121,46 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "gancore.metrics.x__nearest__mutmut_2": ("chunk: int = 1001", "chunk size only groups the rows"),
     # real_nn and fake_nn grow together, so with no real_nn there is no fake_nn and the result is {} either way
     "gancore.metrics.x_copy_ratio__mutmut_64": ("else 1.0", "no yardstick means no samples scored: {} either way"),
+    # image_metrics: a device of None (or none given) is the CPU, the only device of the CPU suite; fork_rng(devices=None)
+    # forks every CUDA device, of which there are none (a GPU run would kill these)
+    "gancore.image_metrics.x__cpu__mutmut_2": ('_to(state, None)', "device None is the CPU here"),
+    "gancore.image_metrics.x__to__mutmut_3": ('[t.to(None)', "device None is the CPU here"),
+    "gancore.image_metrics.x__to__mutmut_4": ('v.to(None)', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁ_fid__mutmut_1": ('.to(None)', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁ_kid__mutmut_3": ('.to(None)', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁ_is__mutmut_1": ('.to(None)', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁ_input__mutmut_3": ('x.to(None)', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁ_with_reference__mutmut_3": ('_to(state, None)', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁ_real_gaussian__mutmut_3": ('_to(self.reference["fid"], None)', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁ_prdc__mutmut_27": ('real_idx.to(None)', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁ_prdc__mutmut_28": ('fake_idx.to(None)', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁscore__mutmut_44": ('device=None', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁscore__mutmut_47": ('self.outputs.num_features, )', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁscore__mutmut_66": ('idx.to(None)', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁscore__mutmut_132": ('.to(None), features, seed', "device None is the CPU here"),
+    "gancore.image_metrics.xǁImageScorerǁscore__mutmut_95": ('fork_rng(devices=None)', "device None is the CPU here"),
+    "gancore.image_metrics.x__load_reference__mutmut_3": ('map_location=None', "device None is the CPU here"),
+    "gancore.image_metrics.x__load_reference__mutmut_6": ('torch.load(path, weights_only=True)', "device None is the CPU here"),
+    # sync_on_compute=False (LOCAL) only matters inside a torch.distributed group: the scorer runs in one process
+    "gancore.image_metrics.xǁImageScorerǁ_fid__mutmut_4": ("FeatureModule(self.outputs), ).to", "no process group to sync"),
+    "gancore.image_metrics.xǁImageScorerǁ_kid__mutmut_10": ("subset_size=subset_size, ))", "no process group to sync"),
+    "gancore.image_metrics.xǁImageScorerǁ_is__mutmut_6": ("logits=True), ))", "no process group to sync"),
+    # image_metrics: no change in behaviour
+    "gancore.image_metrics.x__load_reference__mutmut_4": ('weights_only=None', "torch's default is weights_only=True (torch >= 2.6)"),
+    "gancore.image_metrics.x__load_reference__mutmut_7": ('map_location="cpu", )', "torch's default is weights_only=True (torch >= 2.6)"),
+    "gancore.image_metrics.x__load_reference__mutmut_24": ('XXfid_per_classXX', 'the class keys are ints already (pickle keeps them): the line changes nothing'),
+    "gancore.image_metrics.x__load_reference__mutmut_25": ('FID_PER_CLASS', 'the class keys are ints already (pickle keeps them): the line changes nothing'),
+    "gancore.image_metrics.x__class_batches__mutmut_5": ('dtype=None', 'float zeros give the one class int(0.0) = 0, the same batches'),
+    "gancore.image_metrics.x__class_batches__mutmut_7": ('torch.zeros(n, )', 'float zeros give the one class int(0.0) = 0, the same batches'),
+    "gancore.image_metrics.x__evaluator_outputs__mutmut_6": ('evaluator.num_features, None', "num_classes sizes only IS's feature module, and torchmetrics' IS never reads it"),
+    "gancore.image_metrics.xǁFeatureModuleǁ__init____mutmut_4": ('(logits) and False', "the logits module feeds IS only, and torchmetrics' IS never reads num_features"),
+    "gancore.image_metrics.xǁImageScorerǁ_input__mutmut_11": ('or True', 'expanding 3 channels to 3 is the identity'),
+    "gancore.image_metrics.xǁImageScorerǁscore__mutmut_55": ('real=None', 'torchmetrics tests `if real:`; None is False'),
+    "gancore.image_metrics.xǁImageScorerǁscore__mutmut_60": ('real=None', 'torchmetrics tests `if real:`; None is False'),
+    "gancore.image_metrics.xǁImageScorerǁscore__mutmut_83": ('real=None', 'torchmetrics tests `if real:`; None is False'),
+    "gancore.image_metrics.xǁImageScorerǁscore__mutmut_69": ('labels is not None or c in', 'per_class is read only when labels are given: extra work, same scores'),
+    "gancore.image_metrics.xǁImageScorerǁ_reference__mutmut_4": ('self.sha[:17]', "only the cache file's name: written and read under the same name"),
+    "gancore.image_metrics.xǁImageScorerǁ_reference_images__mutmut_35": ('>= REF_MAX', 'a set of exactly REF_MAX images: a sorted permutation of all of them is all of them'),
 }
 
 

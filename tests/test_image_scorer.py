@@ -159,3 +159,42 @@ def test_score_defaults_and_limits(digits, fresh, monkeypatch):
     threes.score(data.images()[:300])
     scorer.score(x)
     assert sizes == [image_metrics.KID_SUBSET, len(only(data, 3)), len(x)]
+
+
+@pytest.mark.parametrize("split", ["train", "holdout"])
+def test_a_train_or_holdout_reference_holds_the_evaluators_split(digits, fresh, split):
+    data, model, report = digits
+    report = dict(report, holdout=0.3)  # not the default share: the split must come from the report
+    train_idx, hold_idx = ev.heldout_split(len(data), report["seed"], 0.3)
+    idx = train_idx if split == "train" else hold_idx
+    scorer = image_metrics.ImageScorer(data, model, report, split=split)
+    x, y = scorer._reference_images()
+    assert scorer.n_real == len(idx) and torch.equal(x, data.x[idx]) and torch.equal(y, data.y[idx])
+    assert scorer.provenance(10, 0)["reference"] == f"digits:{split}"
+
+
+def test_a_reference_is_unlabelled_data_or_a_fixed_subset_of_a_large_set_or_refused(digits, fresh, monkeypatch):
+    data, model, report = digits
+    with pytest.raises(ev.EvaluatorError, match="reference split must be all, or train/holdout with an evaluator "
+                                                "\\(got 'test'\\)"):
+        image_metrics.ImageScorer(data, model, report, split="test")
+    unlabelled = dataclasses.replace(data, y=None, num_classes=0, class_names=[])
+    scorer = image_metrics.ImageScorer(unlabelled, model, report)
+    assert scorer._reference_images()[1] is None and scorer.reference["labels"] is None
+    assert "recall_per_class" not in scorer.score(data.images()[:40])
+    monkeypatch.setattr(image_metrics, "REF_MAX", 100)  # a set larger than the reference takes: a fixed subset
+    x, y = image_metrics.ImageScorer(data, model, report)._reference_images()
+    keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:100].sort().values
+    assert torch.equal(x, data.x[keep]) and torch.equal(y, data.y[keep])
+
+
+def test_per_class_fid_from_two_samples_and_the_class_histogram_over_every_class(digits, fresh):
+    data, model, report = digits
+    scorer = image_metrics.ImageScorer(data, model, report)
+    x, labels = samples(data)
+    two = torch.cat([x, data.images()[data.y == 7][:2]])
+    got = scorer.score(two, torch.cat([labels, torch.tensor([7, 7])]))
+    assert got["fid_per_class"][7] is not None  # two samples are enough for a covariance
+    assert got["cond_acc_per_class"][0] is None and got["cond_acc_per_class"][3] is not None
+    hist = scorer.score(data.images()[data.y == 3][:40])["class_hist"]  # unconditional: one class drawn
+    assert len(hist) == 10 and sum(hist) == pytest.approx(1.0) and hist[3] > 0.5
