@@ -288,3 +288,23 @@ def test_no_module_sets_the_legacy_tf32_flags():
               for n, line in enumerate(p.read_text().splitlines(), 1) if ".allow_tf32 =" in line]
     assert legacy == []
     assert 'fp32_precision = "tf32"' in (root / "trainer.py").read_text()
+
+
+def test_a_run_moved_between_devices_resumes_with_fresh_streams_seeded_from_its_seed_and_step(tmp_path):
+    """MT19937 and Philox states do not cross devices: a checkpoint of another kind of device continues weights,
+    optimisers and counters exactly and starts batches, noise and the global stream from (seed, step)."""
+    a = build(tiny(seed=5), tmp_path / "a")
+    for _ in range(3):
+        a.step += 1
+        a.train_step(measure=False)
+    state = a.checkpoint_state(0.0)
+    state["rng"]["device"] = "cuda"  # as a GPU run's checkpoint says
+    b = build(tiny(seed=5), tmp_path / "b")
+    b.load_checkpoint(state)
+    fresh = 5 + 7919 * 3
+    assert torch.equal(b.gen_data.get_state(), torch.Generator().manual_seed(fresh + 1).get_state())
+    assert torch.equal(b.gen_z.get_state(), torch.Generator().manual_seed(fresh + 2).get_state())
+    assert torch.equal(torch.get_rng_state(),
+                       torch.Generator().manual_seed(distributed.rank_seed(fresh, 0)).get_state())
+    assert b.step == 3 and all(torch.equal(p, q) for p, q in zip(a.G.parameters(), b.G.parameters()))
+    assert any("it was trained on cuda, it resumes on cpu" in n for n in b.notes)
