@@ -77,7 +77,8 @@ TARGETS = {
     "image_metrics": Target("gancore/image_metrics.py", ("tests/test_image_scorer.py", "tests/test_metrics.py",
                                                          "tests/test_prdc.py"),
                             IMAGE_METRIC_FUNCTIONS),
-    "trainer": Target("gancore/trainer.py", ("tests/test_train.py", "tests/test_gpu_path.py", *RESUME_TESTS),
+    "trainer": Target("gancore/trainer.py", ("tests/test_train.py", "tests/test_gpu_path.py", "tests/test_stabilisers.py",
+                                             *RESUME_TESTS),
                       TRAINER_FUNCTIONS),
 }
 MODULES = tuple(m for m in TARGETS if m != "trainer")  # what a run without --modules mutates
@@ -145,6 +146,17 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "gancore.image_metrics.xǁImageScorerǁ_fid__mutmut_4": ("FeatureModule(self.outputs), ).to", "no process group to sync"),
     "gancore.image_metrics.xǁImageScorerǁ_kid__mutmut_10": ("subset_size=subset_size, ))", "no process group to sync"),
     "gancore.image_metrics.xǁImageScorerǁ_is__mutmut_6": ("logits=True), ))", "no process group to sync"),
+    # trainer (the sampled mutants)
+    "gancore.trainer.xǁTrainerǁoptimizer_step__mutmut_1": ("set_to_none=None", "every parameter gets a gradient at "
+                                                           "every step: zeroed or None, Adam steps the same"),
+    "gancore.trainer.xǁTrainerǁoptimizer_step__mutmut_2": ("set_to_none=False", "every parameter gets a gradient at "
+                                                           "every step: zeroed or None, Adam steps the same"),
+    "gancore.trainer.xǁTrainerǁrng_state__mutmut_7": ("and False", "no CUDA stream to save on the CPU (a GPU run "
+                                                     "would kill it)"),
+    "gancore.trainer.xǁTrainerǁload_checkpoint__mutmut_58": ('rng["ranks"][1]', "every rank saves the same batch and "
+                                                             "noise streams (they are global)"),
+    "gancore.trainer.xǁTrainerǁload_checkpoint__mutmut_78": ("XXdeviceXX", "the saved config's device is the "
+                                                             "resolved one the streams were made on"),
     # image_metrics: no change in behaviour
     "gancore.image_metrics.x__load_reference__mutmut_4": ('weights_only=None', "torch's default is weights_only=True (torch >= 2.6)"),
     "gancore.image_metrics.x__load_reference__mutmut_7": ('map_location="cpu", )', "torch's default is weights_only=True (torch >= 2.6)"),

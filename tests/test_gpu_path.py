@@ -308,3 +308,44 @@ def test_a_run_moved_between_devices_resumes_with_fresh_streams_seeded_from_its_
                        torch.Generator().manual_seed(distributed.rank_seed(fresh, 0)).get_state())
     assert b.step == 3 and all(torch.equal(p, q) for p, q in zip(a.G.parameters(), b.G.parameters()))
     assert any("it was trained on cuda, it resumes on cpu" in n for n in b.notes)
+
+
+def test_a_resume_continues_this_ranks_own_streams_and_moved_it_reslices_the_fresh_batches(tmp_path):
+    """Rank 1 of two takes rank 1's saved streams (dropout, augmentation), not rank 0's; a checkpoint from before
+    world_size was recorded is a one-process one; moved to another device, a streaming loader restarts from
+    (seed, step) on this rank's slice. A one-process gloo group stands in for the world of two."""
+    import torch.distributed as dist
+
+    a = build(tiny(seed=5), tmp_path / "a")
+    for _ in range(3):
+        a.step += 1
+        a.train_step(measure=False)
+    state = a.checkpoint_state(0.0)
+    old = dict(state)
+    del old["world_size"]  # an older one-process checkpoint: its own streams continue exactly
+    b = build(tiny(seed=5), tmp_path / "b")
+    torch.manual_seed(123)
+    b.load_checkpoint(old)
+    assert torch.equal(torch.get_rng_state(), state["rng"]["torch"])
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        cfg, data = load_and_resolve(dict(tiny(seed=5), runs_root=str(tmp_path)))
+        one = Trainer(tmp_path / "r1", cfg, data, world=distributed.World(rank=1, size=2))
+        theirs = dict(state["rng"], torch=torch.Generator().manual_seed(11).get_state())
+        mine = dict(state["rng"], torch=torch.Generator().manual_seed(22).get_state())
+        two = dict(state, world_size=2, rng=dict(theirs, ranks=[theirs, mine]))  # what rank 0 writes
+        one.load_checkpoint(two)
+        assert torch.equal(torch.get_rng_state(), mine["torch"])
+
+        one.loader = data.loader(cfg.batch_size, 0, one.device, part=one.part)  # as a memory-mapped set has
+        on_gpu = [dict(r, device="cuda") for r in (theirs, mine)]  # as a GPU run's ranks wrote them
+        moved = dict(two, rng=dict(on_gpu[0], ranks=on_gpu))
+        one.load_checkpoint(moved)
+        fresh = 5 + 7919 * 3
+        want = data.loader(cfg.batch_size, fresh + 1, one.device, prefetch=0, part=(1, 2)).next()
+        got = one.loader.next()
+        assert all(torch.equal(g, w) for g, w in zip(got, want) if g is not None)
+        one.loader.close()
+    finally:
+        dist.destroy_process_group()
