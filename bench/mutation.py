@@ -331,6 +331,8 @@ def run_module(name: str, target: Target, args) -> dict:
         write_config(scratch, target)  # the target's test selection now (a new test file included)
         last = json.loads(meta.read_text())["exit_code_by_key"]
         selected = sorted(k for k, v in last.items() if v == 0 and in_scope(k, target))
+        env0 = dict(os.environ, PYTHONUNBUFFERED="1")
+        selected = [k for k in selected if not (k in EQUIVALENT and EQUIVALENT[k][0] in show(scratch, k, env0))]
         if name == "trainer":
             selected = [k for k in selected if k in json.loads((scratch / "sample.json").read_text())]
         if not selected:

@@ -242,3 +242,34 @@ def test_compare_groups_seeds_with_bands_verdicts_and_parallel_coordinates(dashb
     for axis in ("loss", "seed", "modes"):
         expect(parcoords.locator("text.axis-title").filter(has_text=axis)).to_have_count(1)
     shot(page, "compare_groups")
+
+
+def test_runs_and_compare_follow_a_run_started_elsewhere(dashboard, page):
+    """A run started outside the dashboard (as the CLI starts one) shows up on an open Runs page by itself, and an
+    open Compare page redraws as that run logs more steps: no page change, no reload."""
+    from playwright.sync_api import expect
+
+    from gancore import launch
+
+    url, root = dashboard
+    page.goto(url)
+    settle(page)
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    path = launch.launch(dict(name="live-ring", dataset="ring", steps=20000, log_every=20, eval_every=0,
+                              device="cpu"), root)
+    try:
+        expect(page.get_by_text(re.compile(r"\b1 (starting|running)\b"))).to_be_visible(timeout=60_000)
+        goto(page, "Compare")
+        box = page.locator(".st-key-cmp_runs")
+        box.locator("input").fill("live-ring")
+        page.get_by_role("option", name="live-ring", exact=True).click()
+        page.keyboard.press("Escape")
+        settle(page)
+        # the last step the first chart draws for the run (plotly's decoded traces: _fullData)
+        last_step = ("() => Math.max(...document.querySelectorAll('.js-plotly-plot')[0]._fullData"
+                     ".filter(t => t.name === 'live-ring').map(t => t.x[t.x.length - 1]))")
+        page.wait_for_function(f"({last_step})() > 0", timeout=60_000)
+        first = page.evaluate(last_step)
+        page.wait_for_function(f"({last_step})() > {first}", timeout=60_000)  # the chart follows, untouched
+    finally:
+        launch.stop(path)
