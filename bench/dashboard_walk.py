@@ -31,6 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHARTS_DRAWN = "[...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))"
+# counts the changes of the script's state from now on (stApp's data-test-script-state): a run started
+WATCH_RUNS = """() => {
+  const app = document.querySelector("[data-testid='stApp']");
+  window.__gancoreRuns = 0;
+  if (!window.__gancoreWatch) {  // every change of the script state is a run starting or ending
+    window.__gancoreWatch = new MutationObserver(records => { window.__gancoreRuns += records.length; });
+    window.__gancoreWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  }
+}"""
 
 
 def parse_args(argv=None):
@@ -77,13 +86,21 @@ class Walk:
         self.page, self.shots, self.rows, self.journey = page, shots, [], ""
 
     def timed(self, what: str, action, heading: str | None = None):
-        """Do `action` (a click), then wait until the page's script is done and its charts are drawn."""
+        """Do `action` (a click), then wait until the page's script has run for it and its charts are drawn. The
+        script's runs are counted by watching stApp's script state, so a rerun that has not started yet when the
+        action returns is waited for, never missed."""
         from playwright.sync_api import expect
 
+        if self.page.locator("[data-testid='stApp']").count():  # nothing of the previous action still runs
+            expect(self.page.locator(READY)).to_be_visible(timeout=60_000)
+        if heading is None:
+            self.page.evaluate(WATCH_RUNS)
         start = time.perf_counter()
         action()
         if heading:  # the new page's own title: the old page is gone
             expect(self.page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
+        else:
+            self.page.wait_for_function("window.__gancoreRuns > 0", timeout=60_000)
         expect(self.page.locator(READY)).to_be_visible(timeout=60_000)
         self.page.wait_for_function(CHARTS_DRAWN, timeout=60_000)
         seconds = time.perf_counter() - start
@@ -136,7 +153,7 @@ def walk(w: Walk, url: str) -> None:
 
     w.journey = "3 a sweep"
     w.goto("Launch")
-    page.locator(".st-key-f_name input").fill("")  # sweep runs are named by the values they vary
+    w.fill("f_name", "")  # sweep runs are named by the values they vary
     w.choose("f_dataset", "ring")
     w.choose("f_conditioning", "none")
     w.fill("f_steps", 500)

@@ -337,12 +337,17 @@ def test_a_resume_continues_this_ranks_own_streams_and_moved_it_reslices_the_fre
         two = dict(state, world_size=2, rng=dict(theirs, ranks=[theirs, mine]))  # what rank 0 writes
         one.load_checkpoint(two)
         assert torch.equal(torch.get_rng_state(), mine["torch"])
+        alone = build(tiny(seed=5), tmp_path / "alone")  # two processes trained it, one resumes it
+        alone.load_checkpoint(two)
+        fresh = 5 + 7919 * 3  # dropout and augmentation draws start from (seed, step, rank)
+        assert torch.equal(torch.get_rng_state(), torch.Generator().manual_seed(
+            distributed.rank_seed(fresh, 0)).get_state())
+        assert torch.equal(alone.gen_z.get_state(), theirs["z"])  # batches and noise continue exactly
 
         one.loader = data.loader(cfg.batch_size, 0, one.device, part=one.part)  # as a memory-mapped set has
         on_gpu = [dict(r, device="cuda") for r in (theirs, mine)]  # as a GPU run's ranks wrote them
         moved = dict(two, rng=dict(on_gpu[0], ranks=on_gpu))
         one.load_checkpoint(moved)
-        fresh = 5 + 7919 * 3
         want = data.loader(cfg.batch_size, fresh + 1, one.device, prefetch=0, part=(1, 2)).next()
         got = one.loader.next()
         assert all(torch.equal(g, w) for g, w in zip(got, want) if g is not None)
