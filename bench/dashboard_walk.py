@@ -117,12 +117,16 @@ class Walk:
 
     def choose(self, key: str, option: str):
         box = self.page.locator(f".st-key-{key} input")
+        if box.input_value() == option:  # chosen already: no rerun to wait for
+            return
         box.click()
         box.fill(option)
         self.timed(f"pick {key.removeprefix('f_')}", self.page.get_by_role("option", name=option, exact=True).click)
 
     def fill(self, key: str, value):
         box = self.page.locator(f".st-key-{key} input")
+        if box.input_value() == str(value):  # no change: no rerun to wait for
+            return
         box.fill(str(value))
         self.timed(f"set {key.removeprefix('f_')}", lambda: box.press("Tab"))
 
