@@ -10,7 +10,7 @@ IDLE_SECONDS = 5  # how often the table looks for new runs when none trains
 SCORES_HELP = ("the last (or best) evaluation's headline scores: FID, acc (conditional accuracy), modes (modes "
                "captured), HQ (high-quality share)")
 QUICK_START = {"preset": "cgan-concat"}  # class-conditional DCGAN on MNIST-5k
-QUICK_START_MEASURED = "about 5 minutes on an idle 2-core CPU (docs/benchmarks.md, Quick start)"
+QUICK_START_MEASURED = "about 3 minutes on an idle 2-core CPU (docs/benchmarks.md, Quick start on this machine)"
 
 st.title("Runs")
 root = runs_root()
