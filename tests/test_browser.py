@@ -88,6 +88,27 @@ def settle(page):
     expect(page.locator(READY)).to_be_visible(timeout=60_000)
 
 
+# counts the changes of the script's state from now on: a rerun has started once it is above 0
+WATCH_RUNS = """() => {
+  const app = document.querySelector("[data-testid='stApp']");
+  window.__gancoreRuns = 0;
+  if (!window.__gancoreWatch) {
+    window.__gancoreWatch = new MutationObserver(records => { window.__gancoreRuns += records.length; });
+    window.__gancoreWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  }
+}"""
+
+
+def rerun_after(page, action):
+    """Do `action` (which changes a widget) and wait for the script run it causes to end. Waiting for the idle
+    state alone right after the action can see the state from before that run has started."""
+    settle(page)
+    page.evaluate(WATCH_RUNS)
+    action()
+    page.wait_for_function("window.__gancoreRuns > 0", timeout=60_000)
+    settle(page)
+
+
 def shot(page, name):
     """Screenshot the whole page: Streamlit scrolls inside its main area, so grow the window to fit it first."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -118,16 +139,20 @@ def goto(page, title):
 def choose(page, key, option):
     """Pick `option` in the selectbox with this widget key: type it (which opens the list, filtered), click it."""
     box = page.locator(f".st-key-{key} input")
+    if box.input_value() == option:  # chosen already: nothing to rerun
+        return
     box.click()
     box.fill(option)
-    page.get_by_role("option", name=option, exact=True).click()
+    rerun_after(page, page.get_by_role("option", name=option, exact=True).click)
 
 
 def fill(page, key, value):
     """Type into the text or number input with this widget key, then leave it (which commits it)."""
     box = page.locator(f".st-key-{key} input")
+    if box.input_value() == str(value):  # holds it already: nothing to rerun
+        return
     box.fill(str(value))
-    box.press("Tab")
+    rerun_after(page, lambda: box.press("Tab"))
 
 
 def test_launch_watch_compare_sample(dashboard, page):
@@ -171,7 +196,7 @@ def test_launch_watch_compare_sample(dashboard, page):
     # Compare: add the baseline to the launched run; both appear in the loss chart's legend
     goto(page, "Compare")
     page.locator(".st-key-cmp_runs input").fill("baseline-digits")  # typing opens the list, filtered
-    page.get_by_role("option", name="baseline-digits", exact=True).click()
+    rerun_after(page, page.get_by_role("option", name="baseline-digits", exact=True).click)
     page.keyboard.press("Escape")
     settle(page)
     legend = page.locator(".js-plotly-plot").first.locator(".legendtext")
@@ -220,9 +245,8 @@ def test_compare_groups_seeds_with_bands_verdicts_and_parallel_coordinates(dashb
         if box.locator(f"[data-tag][aria-label='{name}']").count():  # picked already (the page's default run)
             continue
         box.locator("input").fill(name)  # typing opens the list, filtered (a click alone may land mid-rerun)
-        page.get_by_role("option", name=name, exact=True).click()
+        rerun_after(page, page.get_by_role("option", name=name, exact=True).click)
         page.keyboard.press("Escape")
-        settle(page)
     expect(box.locator("[data-tag]")).to_have_count(6)
     # grouping is on by default once a group has several seeds: one legend entry per group, n = 3 each
     chart = page.locator(".js-plotly-plot").first
@@ -262,7 +286,7 @@ def test_runs_and_compare_follow_a_run_started_elsewhere(dashboard, page):
         goto(page, "Compare")
         box = page.locator(".st-key-cmp_runs")
         box.locator("input").fill("live-ring")
-        page.get_by_role("option", name="live-ring", exact=True).click()
+        rerun_after(page, page.get_by_role("option", name="live-ring", exact=True).click)
         page.keyboard.press("Escape")
         settle(page)
         # the last step the first chart draws for the run (plotly's decoded traces: _fullData)
