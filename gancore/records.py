@@ -52,17 +52,20 @@ class Metric:
             return self.display(mean)
         if half == 0:
             return f"{self.display(mean)} ± 0"
-        scale, unit = (100.0, "%") if self.share else (1.0, "")
-        m, h = mean * scale, half * scale
-        decimals = max(0, 1 - math.floor(math.log10(abs(h))))
-        return f"{m:,.{decimals}f} ± {h:,.{decimals}f}{unit}"
+        scale, unit, d = self._precision(half)
+        return f"{mean * scale:,.{d}f} ± {half * scale:,.{d}f}{unit}"
 
     def display_range(self, lo: float, hi: float) -> str:
         """An interval `[lo, hi]`, both ends to the second significant digit of its width (shares in percent)."""
+        scale, unit, d = self._precision((hi - lo) / 2)
+        return f"[{lo * scale:,.{d}f}, {hi * scale:,.{d}f}]{unit}"
+
+    def _precision(self, half: float) -> tuple[float, str, int]:
+        """(scale, unit, decimals) that show this metric to the second significant digit of a half-width: a share
+        in percent. The one rule display_interval and display_range share."""
         scale, unit = (100.0, "%") if self.share else (1.0, "")
-        width = abs(hi - lo) * scale / 2
-        decimals = 0 if width == 0 else max(0, 1 - math.floor(math.log10(width)))
-        return f"[{lo * scale:,.{decimals}f}, {hi * scale:,.{decimals}f}]{unit}"
+        h = abs(half) * scale
+        return scale, unit, 0 if h == 0 else max(0, 1 - math.floor(math.log10(h)))
 
     @property
     def title(self) -> str:
