@@ -146,6 +146,7 @@ class TrainConfig:
 # scored 0.44 / 0.941 and 4.22.
 RECIPE_28PX = dict(pad_to=32, batch_size=48, steps=2000, lr_g=1e-3, lr_d=1e-3, beta1=0.2, beta2=0.99)
 RECIPE_PLAIN = dict(pad_to=0, batch_size=64, steps=5000, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999)
+POINT_SETS = ("ring", "grid")  # the datasets of 2-D points (every other set holds images); data.py re-exports it
 AUTO = dict(beta1=-1.0)  # a recipe field's "auto" value where it is not 0 (Adam's beta1 may be 0)
 AUTO_EVAL_EVERY = -1  # eval_every's "auto" (0 is "never")
 

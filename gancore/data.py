@@ -51,7 +51,6 @@ from gancore.runs import atomic_write, locked, read_json_object, write_json_atom
 from gancore.sample import quantize
 
 EMBEDDED = ("mnist-5k", "digits", "ring", "grid", "stacked-mnist")  # need no path
-POINT_SETS = ("ring", "grid")  # 2-D points; every other set holds images
 NEEDS_PATH = ("folder", "npz", "mnist", "fashion-mnist", "cifar10")
 DATASETS = EMBEDDED + NEEDS_PATH
 

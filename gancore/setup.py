@@ -15,7 +15,7 @@ import os
 import re
 
 from . import runs
-from .config import TrainConfig
+from .config import POINT_SETS, TrainConfig
 from .errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -61,8 +61,6 @@ def _choice(cfg, name, choices):
 
 
 def is_points(dataset: str) -> bool:
-    from .data import POINT_SETS
-
     return dataset in POINT_SETS
 
 

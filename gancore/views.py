@@ -127,12 +127,12 @@ def setup_text(row) -> str:
     """What a run trains, in one short column: its dataset, then its network, loss and conditioning where they are
     not the defaults (the network auto picks for the data, nonsaturating, none): `digits · concat`,
     `ring · hinge`, `mnist-5k · resnet · hinge · projection`."""
-    from .config import TrainConfig
-    from .data import POINT_SETS
+    from .config import declared_defaults
+    from .setup import is_points
 
-    default = TrainConfig()
-    usual = {"model": ("mlp" if row.get("dataset") in POINT_SETS else "dcgan", "auto"), "loss": (default.loss,),
-             "conditioning": (default.conditioning,)}
+    default = declared_defaults()
+    usual = {"model": ("mlp" if is_points(row.get("dataset")) else "dcgan", "auto"), "loss": (default["loss"],),
+             "conditioning": (default["conditioning"],)}
     parts = [row.get("dataset")] + [row.get(k) for k, skip in usual.items() if row.get(k) not in skip]
     return " · ".join(str(p) for p in parts if p not in (None, ""))
 
