@@ -33,11 +33,11 @@ READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHARTS_DRAWN = "[...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))"
 # counts the changes of the script's state from now on (stApp's data-test-script-state): a run started
 WATCH_RUNS = """() => {
-  const app = document.querySelector("[data-testid='stApp']");
   window.__gancoreRuns = 0;
   if (!window.__gancoreWatch) {  // every change of the script state is a run starting or ending
     window.__gancoreWatch = new MutationObserver(records => { window.__gancoreRuns += records.length; });
-    window.__gancoreWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    window.__gancoreWatch.observe(document.body, {attributes: true, subtree: true,
+                                                  attributeFilter: ['data-test-script-state']});
   }
 }"""
 

@@ -90,11 +90,11 @@ def settle(page):
 
 # counts the changes of the script's state from now on: a rerun has started once it is above 0
 WATCH_RUNS = """() => {
-  const app = document.querySelector("[data-testid='stApp']");
   window.__gancoreRuns = 0;
   if (!window.__gancoreWatch) {
     window.__gancoreWatch = new MutationObserver(records => { window.__gancoreRuns += records.length; });
-    window.__gancoreWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    window.__gancoreWatch.observe(document.body, {attributes: true, subtree: true,
+                                                  attributeFilter: ['data-test-script-state']});
   }
 }"""
 
@@ -146,6 +146,27 @@ def choose(page, key, option):
     rerun_after(page, page.get_by_role("option", name=option, exact=True).click)
 
 
+def pick(page, key, name):
+    """Add `name` to the multiselect with this widget key: type it (the list opens, filtered), click it; again
+    when a rerun redrew the list under the click (the option detached), at most three times."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.locator(f".st-key-{key}")
+    for _ in range(3):
+        settle(page)
+        if box.locator(f"[data-tag][aria-label='{name}']").count():  # picked already (a page's default run)
+            return
+        box.locator("input").fill(name)
+        try:
+            rerun_after(page, lambda: page.get_by_role("option", name=name, exact=True).click(timeout=10_000))
+        except PlaywrightTimeout:
+            continue
+        finally:
+            page.keyboard.press("Escape")
+        return
+    raise AssertionError(f"could not pick {name!r} in {key}")
+
+
 def fill(page, key, value):
     """Type into the text or number input with this widget key, then leave it (which commits it)."""
     box = page.locator(f".st-key-{key} input")
@@ -195,9 +216,7 @@ def test_launch_watch_compare_sample(dashboard, page):
 
     # Compare: add the baseline to the launched run; both appear in the loss chart's legend
     goto(page, "Compare")
-    page.locator(".st-key-cmp_runs input").fill("baseline-digits")  # typing opens the list, filtered
-    rerun_after(page, page.get_by_role("option", name="baseline-digits", exact=True).click)
-    page.keyboard.press("Escape")
+    pick(page, "cmp_runs", "baseline-digits")
     settle(page)
     legend = page.locator(".js-plotly-plot").first.locator(".legendtext")
     expect(legend.filter(has_text="browser-run")).to_have_count(1, timeout=30_000)
@@ -242,11 +261,7 @@ def test_compare_groups_seeds_with_bands_verdicts_and_parallel_coordinates(dashb
     settle(page)
     box = page.locator(".st-key-cmp_runs")
     for name in names:
-        if box.locator(f"[data-tag][aria-label='{name}']").count():  # picked already (the page's default run)
-            continue
-        box.locator("input").fill(name)  # typing opens the list, filtered (a click alone may land mid-rerun)
-        rerun_after(page, page.get_by_role("option", name=name, exact=True).click)
-        page.keyboard.press("Escape")
+        pick(page, "cmp_runs", name)
     expect(box.locator("[data-tag]")).to_have_count(6)
     # grouping is on by default once a group has several seeds: one legend entry per group, n = 3 each
     chart = page.locator(".js-plotly-plot").first
@@ -284,10 +299,7 @@ def test_runs_and_compare_follow_a_run_started_elsewhere(dashboard, page):
     try:
         expect(page.get_by_text(re.compile(r"\b1 (starting|running)\b"))).to_be_visible(timeout=60_000)
         goto(page, "Compare")
-        box = page.locator(".st-key-cmp_runs")
-        box.locator("input").fill("live-ring")
-        rerun_after(page, page.get_by_role("option", name="live-ring", exact=True).click)
-        page.keyboard.press("Escape")
+        pick(page, "cmp_runs", "live-ring")
         settle(page)
         # the last step the first chart draws for the run (plotly's decoded traces: _fullData)
         last_step = ("() => Math.max(...document.querySelectorAll('.js-plotly-plot')[0]._fullData"
