@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gancore import image_metrics  # noqa: E402
 from gancore.config import TrainConfig  # noqa: E402
-from gancore.setup import resolve  # noqa: E402
+from gancore.setup import resolve_with  # noqa: E402
 from gancore.data import load_dataset  # noqa: E402
 from gancore.evaluator import evaluator_for  # noqa: E402
 from gancore.models import build_models  # noqa: E402
@@ -62,7 +62,7 @@ def main():
     rows.append((f"score, unconditional: FID {out['fid']:.3g}, KID, IS, class histogram", t, args.n))
     t, out = timed(lambda: scorer.score(x, y))
     rows.append((f"score, conditional: + accuracy {out['cond_acc']:.3f}, per-class FID", t, args.n))
-    cfg = resolve(TrainConfig(dataset="mnist-5k", device="cpu"), data)
+    cfg = resolve_with(TrainConfig(dataset="mnist-5k", device="cpu"), data)
     G, _ = build_models(cfg, data.shape, data.num_classes)
     t, _ = timed(lambda: generate(G.eval(), cfg.z_dim, args.n, seed=0))
     rows.append((f"generate with the default DCGAN G (width {cfg.g_width})", t, args.n))

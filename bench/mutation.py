@@ -1,7 +1,7 @@
 """Mutation testing of the numerical core with mutmut (issue 26): do the tests notice when the maths changes?
 
     python bench/mutation.py [--modules losses,regularizers,...] [--max-children 2] [--tree worktree|head]
-    python bench/mutation.py --modules trainer --sample 40 --seed 0
+    python bench/mutation.py --sample 50 --seed 0       # also 50 mutants of the training step, EMA and resume
 
 Needs mutmut, a bench tool that is not in requirements*.txt:  pip install mutmut==3.8.1
 
@@ -19,8 +19,9 @@ sees it: mutmut skips decorated functions, so `@torch.no_grad()` becomes a `with
 body (same behaviour; the only decorator in the mutated functions), and `OMP_NUM_THREADS=1` per test process,
 as --max-children of them run at once.
 
-`--sample N --seed S` adds the trainer target: a random sample of N of the mutants mutmut makes in
-gancore/trainer.py's step, EMA and resume code (TRAINER_FUNCTIONS), run against the training tests.
+`--sample N --seed S` adds the sampled targets: a random sample of N of the mutants mutmut makes in the training
+step (trainer.py), the EMA (ema.py) and the checkpoint state and resume (recorder.py), drawn from the three
+together and run against the training and resume tests (each target its share of the draw).
 
 Prints one markdown table (the one in docs/benchmarks.md) and writes, per module, mutmut's log and the diff of
 every survivor to <out>/<module>.log and <out>/<module>-survivors.txt.
@@ -45,6 +46,7 @@ class Target:
     source: str  # the file mutmut mutates
     tests: tuple  # pytest arguments selecting the tests that cover it (files, node ids)
     functions: tuple = ()  # only these functions' mutants ("Class.method" for a method); () = every function
+    sampled: bool = False  # a random sample of its mutants (--sample), not all of them
 
 
 METRIC_FUNCTIONS = ("reverse_kl", "mode_coverage", "read_channels", "triple_counts", "triple_histogram",
@@ -57,12 +59,12 @@ IMAGE_METRIC_FUNCTIONS = (  # the FID/KID wiring around torchmetrics, with PRDC'
     "_load_reference")
 # Not mutated (their ~240 mutants would double the hour): `prdc` and `_kth_neighbour`, checked against the prdc
 # package as an oracle (tests/test_prdc.py), and `fid_interval` / `_frechet` (tests/test_metrics.py).
-TRAINER_FUNCTIONS = ("Trainer.train_step", "Trainer.optimizer_step", "Trainer.update_ema", "Trainer.load_checkpoint",
-                     "Trainer.checkpoint_state", "Trainer.rng_state")
 RESUME_TESTS = ("tests/test_catalogue.py::test_images_train_checkpoint_resume[minimax-dcgan-none]",
                 "tests/test_catalogue.py::test_images_train_checkpoint_resume[wgan-gp-mlp-concat]",
                 "tests/test_catalogue.py::test_images_train_checkpoint_resume[hinge-resnet-projection]",
                 "tests/test_damaged.py::test_resume_skips_a_truncated_checkpoint_and_continues_exactly")
+TRAINING_TESTS = ("tests/test_train.py", "tests/test_gpu_path.py", "tests/test_stabilisers.py", "tests/test_exact_resume.py",
+                  *RESUME_TESTS)
 
 TARGETS = {
     "losses": Target("gancore/losses.py", ("tests/test_losses.py", "tests/test_stabilisers.py",
@@ -77,11 +79,14 @@ TARGETS = {
     "image_metrics": Target("gancore/image_metrics.py", ("tests/test_image_scorer.py", "tests/test_metrics.py",
                                                          "tests/test_prdc.py"),
                             IMAGE_METRIC_FUNCTIONS),
-    "trainer": Target("gancore/trainer.py", ("tests/test_train.py", "tests/test_gpu_path.py", "tests/test_stabilisers.py",
-                                             *RESUME_TESTS),
-                      TRAINER_FUNCTIONS),
+    # the training step, the EMA and the checkpoint state and resume: sampled (--sample)
+    "trainer": Target("gancore/trainer.py", TRAINING_TESTS, ("Trainer.train_step", "Trainer.optimizer_step"), True),
+    "ema": Target("gancore/ema.py", TRAINING_TESTS, ("update", "settle_norms"), True),
+    "checkpoints": Target("gancore/recorder.py", TRAINING_TESTS,
+                          ("checkpoint_state", "rng_state", "load_checkpoint", "load_optimizer"), True),
 }
-MODULES = tuple(m for m in TARGETS if m != "trainer")  # what a run without --modules mutates
+MODULES = tuple(m for m, t in TARGETS.items() if not t.sampled)  # what a run without --modules mutates
+SAMPLED = tuple(m for m, t in TARGETS.items() if t.sampled)
 
 # Survivors that do not change behaviour, so no test can kill them: mutant name -> (a fragment of the mutated
 # line, why). The fragment guards against mutmut renumbering the mutants after the source changed: a survivor
@@ -181,9 +186,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=f"Needs mutmut: pip install mutmut=={MUTMUT_VERSION}")
     p.add_argument("--modules", default=",".join(MODULES),
-                   help=f"comma-separated, of {', '.join(TARGETS)} (default: all but trainer)")
+                   help=f"comma-separated, of {', '.join(TARGETS)} (default: all but {', '.join(SAMPLED)})")
     p.add_argument("--sample", type=int, default=0,
-                   help="also run N randomly drawn mutants of trainer.py's step, EMA and resume code")
+                   help="also run N mutants drawn from the training step, the EMA and the checkpoint and resume code")
     p.add_argument("--seed", type=int, default=0, help="the seed of --sample's draw")
     p.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     p.add_argument("--tree", choices=("worktree", "head"), default="worktree",
@@ -202,10 +207,11 @@ def parse_args(argv=None):
         p.error(f"--modules: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(TARGETS)}")
     if args.sample < 0:
         p.error("--sample: must be >= 0")
-    if args.sample and "trainer" not in args.modules:
-        args.modules.append("trainer")
-    if "trainer" in args.modules and not args.sample and not args.report:
-        p.error("--modules trainer: give --sample N (its mutants are sampled)")
+    if args.sample:
+        args.modules += [m for m in SAMPLED if m not in args.modules]
+    if not args.sample and not args.report and not args.again and set(args.modules) & set(SAMPLED):
+        p.error(f"--modules {', '.join(sorted(set(args.modules) & set(SAMPLED)))}: give --sample N (their mutants "
+                f"are sampled)")
     return args
 
 
@@ -290,9 +296,24 @@ def write_config(scratch: Path, target: Target) -> None:
 
 
 # ---------------------------------------------------------------- running mutmut
-def trainer_sample(scratch: Path, target: Target, n: int, seed: int) -> list[str]:
-    """n of the mutant names mutmut makes for target.functions, drawn with `seed` (the same draw each time:
-    mutmut numbers a function's mutants in a fixed order)."""
+def draw(args) -> dict[str, list[str]]:
+    """--sample N of the sampled targets' mutants, drawn from all of them together with --seed (the same draw
+    each time: mutmut numbers a function's mutants in a fixed order); {target: its mutants in the draw}."""
+    population = {}
+    for name in (m for m in args.modules if TARGETS[m].sampled):
+        make_scratch(args.out / name, args.tree)
+        no_grad_as_block(args.out / name / TARGETS[name].source)
+        population.update({k: name for k in mutant_names(args.out / name, TARGETS[name])})
+    chosen = random.Random(args.seed).sample(sorted(population), min(args.sample, len(population)))
+    drawn = {name: sorted(k for k in chosen if population[k] == name) for name in set(population.values())}
+    print(f"sampled: {len(chosen)} of the {len(population)} mutants of "
+          + ", ".join(f"{n} ({len(drawn.get(n, []))})" for n in sorted(set(population.values())))
+          + f" (seed {args.seed})", file=sys.stderr, flush=True)
+    return drawn
+
+
+def mutant_names(scratch: Path, target: Target) -> list[str]:
+    """The names of the mutants mutmut makes for target.functions."""
     code = (
         "import sys; from pathlib import Path\n"
         "from mutmut.mutation.file_mutation import mutate_file_contents\n"
@@ -303,11 +324,7 @@ def trainer_sample(scratch: Path, target: Target, n: int, seed: int) -> list[str
     )
     names = subprocess.run([sys.executable, "-c", code], cwd=scratch, check=True, capture_output=True,
                            text=True).stdout.split()
-    prefixes = tuple(mangled(module_of(target), f) + "__mutmut_" for f in target.functions)
-    population = sorted(name for name in names if name.startswith(prefixes))
-    print(f"trainer: sampling {min(n, len(population))} of the {len(population)} mutants of "
-          f"{', '.join(target.functions)} (seed {seed})", file=sys.stderr, flush=True)
-    return sorted(random.Random(seed).sample(population, min(n, len(population))))
+    return sorted(name for name in names if in_scope(name, target))
 
 
 def in_scope(mutant: str, target: Target) -> bool:
@@ -333,18 +350,20 @@ def run_module(name: str, target: Target, args) -> dict:
         selected = sorted(k for k, v in last.items() if v == 0 and in_scope(k, target))
         env0 = dict(os.environ, PYTHONUNBUFFERED="1")
         selected = [k for k in selected if not (k in EQUIVALENT and EQUIVALENT[k][0] in show(scratch, k, env0))]
-        if name == "trainer":
+        if target.sampled:
             selected = [k for k in selected if k in json.loads((scratch / "sample.json").read_text())]
         if not selected:
             selected = None
     else:
-        make_scratch(scratch, args.tree)
-        no_grad_as_block(scratch / target.source)
-        write_config(scratch, target)
-        if name == "trainer":
-            selected = trainer_sample(scratch, target, args.sample, args.seed)
+        if target.sampled:  # its scratch copy made by draw()
+            selected = args.drawn.get(name, [])
             (scratch / "sample.json").write_text(json.dumps(selected))
+            selected = selected or None
         else:
+            make_scratch(scratch, args.tree)
+            no_grad_as_block(scratch / target.source)
+        write_config(scratch, target)
+        if not target.sampled:
             selected = [mangled(module_of(target), f) + "__mutmut_*" for f in target.functions]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("PYTHONPATH", None)
@@ -357,7 +376,7 @@ def run_module(name: str, target: Target, args) -> dict:
     seconds = time.monotonic() - start
     exit_codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
     exit_codes = {k: v for k, v in exit_codes.items() if in_scope(k, target)}
-    if name == "trainer":
+    if target.sampled:
         sample = set(json.loads((scratch / "sample.json").read_text()))
         exit_codes = {k: v for k, v in exit_codes.items() if k in sample}
     from mutmut.stats import status_by_exit_code  # imported here: --help stays instant
@@ -404,6 +423,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
+    args.drawn = draw(args) if args.sample and not (args.again or args.report) else {}
     results = []
     for name in args.modules:
         print(f"{name}: running mutmut on {TARGETS[name].source} ...", file=sys.stderr, flush=True)

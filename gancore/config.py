@@ -3,7 +3,7 @@
 Every field is also a CLI flag (`--lr_g 1e-4`). Fields that say "auto" (or 0) are resolved
 against the dataset, and the resolved config is what the run directory stores. This module only
 holds the fields and turns strings into them: it is a leaf that imports nothing of gancore but its
-errors (and the preset table, a plain dict, when a preset is asked for). Checking the values and
+errors and the catalogue of names (and the preset table, a plain dict, when a preset is asked for). Checking the values and
 resolving them against the data is setup.py's job, where the lists of losses, networks and
 conditioning methods are read from the modules that define them.
 """
@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass, fields
 
+from .catalogue import OBJECTIVES
 from .errors import ConfigError
 
 
@@ -146,7 +147,6 @@ class TrainConfig:
 # scored 0.44 / 0.941 and 4.22.
 RECIPE_28PX = dict(pad_to=32, batch_size=48, steps=2000, lr_g=1e-3, lr_d=1e-3, beta1=0.2, beta2=0.99)
 RECIPE_PLAIN = dict(pad_to=0, batch_size=64, steps=5000, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999)
-POINT_SETS = ("ring", "grid")  # the datasets of 2-D points (every other set holds images); data.py re-exports it
 AUTO = dict(beta1=-1.0)  # a recipe field's "auto" value where it is not 0 (Adam's beta1 may be 0)
 AUTO_EVAL_EVERY = -1  # eval_every's "auto" (0 is "never")
 
@@ -176,7 +176,7 @@ def uses_28px_recipe(cfg) -> bool:
     """The 28 px recipe fills the auto fields of a DCGAN (or auto network) with a GAN loss on MNIST digits at 28 px;
     WGAN critics and every other dataset or network take the plain values."""
     return (cfg.dataset in RECIPE_28PX_SETS and cfg.model in ("auto", "dcgan") and cfg.image_size in (0, 28)
-            and cfg.loss not in ("wgan", "wgan-gp"))
+            and not getattr(OBJECTIVES.get(cfg.loss), "critic", False))
 
 
 def declared_defaults() -> dict:

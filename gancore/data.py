@@ -46,13 +46,12 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from .catalogue import DATASETS
+
 from gancore.errors import ConfigError, DataError
 from gancore.runs import atomic_write, locked, read_json_object, write_json_atomic
 from gancore.sample import quantize
 
-EMBEDDED = ("mnist-5k", "digits", "ring", "grid", "stacked-mnist")  # need no path
-NEEDS_PATH = ("folder", "npz", "mnist", "fashion-mnist", "cifar10")
-DATASETS = EMBEDDED + NEEDS_PATH
 
 CACHE_HOME = Path.home() / ".cache" / "gancore"  # cache_root() when $GANCORE_CACHE is not set
 CACHE_FORMAT = 1  # bump when what a data cache entry holds changes: older entries are then never read

@@ -15,6 +15,8 @@ out (`TIMEOUT`), so no rank hangs.
 import datetime
 import hashlib
 import os
+import signal
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -159,3 +161,25 @@ def injected_fault(world: World, step: int) -> None:
     spec = os.environ.get("GANCORE_FAULT")
     if spec and spec == f"{world.rank}:{step}":
         raise RuntimeError(f"injected fault (GANCORE_FAULT={spec})")
+
+
+class StopRequested:
+    """Turns SIGTERM/SIGINT into a flag the loop checks once per step (handlers only in the main thread); with
+    several processes the ranks agree on it (`any_rank`) before all stop at the same step."""
+
+    def __init__(self):
+        self.signal = None
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

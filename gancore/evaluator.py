@@ -35,7 +35,6 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "evaluators"
 # the weights in SHIPPED_DIR: file stem -> load_dataset arguments of the data it was trained on
 SHIPPED = {"mnist-5k": dict(name="mnist-5k"), "digits": dict(name="digits"),
            "mnist-5k-32px": dict(name="mnist-5k", image_size=32)}  # 32 px: what progressive growing trains on
-FEATURE_BACKENDS = ("evaluator", "inception")  # fid_backend: these classifiers, or Inception (image_metrics.py)
 FILE_FORMAT = 1                       # bump when the file layout or the architecture changes
 DEFAULT_EPOCHS = 15                   # enough for >= 97 % held-out accuracy on mnist-5k and digits
 DEFAULT_CACHE = CACHE_HOME / "evaluators"  # when $GANCORE_CACHE is not set

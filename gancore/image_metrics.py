@@ -36,7 +36,8 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from .data import as_float
 from .downloads import DownloadError, fetch, sha256_of
 from .errors import ConfigError
-from .evaluator import FEATURE_BACKENDS, EvaluatorError, cache_root, fingerprint, heldout_split, weights_sha256
+from .catalogue import FEATURE_BACKENDS
+from .evaluator import EvaluatorError, cache_root, fingerprint, heldout_split, weights_sha256
 from .runs import torch_save_atomic
 from .sample import quantize
 

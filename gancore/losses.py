@@ -1,6 +1,7 @@
 """GAN objectives as plain functions of D's raw outputs ("logits").
 
-Each objective is a pair (d_loss(real, fake, smooth), g_loss(fake)) of mean losses over the batch.
+Each objective is a pair (d_loss(real, fake, smooth), g_loss(fake)) of mean losses over the batch, named with what
+the objective implies in catalogue.OBJECTIVES (`functions(name)` gives the pair).
 `smooth` is one-sided label smoothing: the target for real samples becomes 1 - smooth
 (Salimans et al. 2016); only the objectives with a target (minimax, nonsaturating, lsgan) have it.
 `d_output` turns logits into the number a user reads as D(x): a probability for the
@@ -10,6 +11,8 @@ G may add to any objective (--fm_weight).
 """
 import torch
 import torch.nn.functional as F
+
+from .catalogue import OBJECTIVES
 
 
 # Goodfellow et al. 2014: D maximises log D(x) + log(1 - D(G(z))); -log sigmoid(l) = softplus(-l).
@@ -52,15 +55,10 @@ def d_hinge(real, fake, smooth=0.0):
     return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
 
 
-LOSSES = {
-    "minimax": (d_minimax, g_minimax),
-    "nonsaturating": (d_minimax, g_nonsaturating),
-    "lsgan": (d_lsgan, g_lsgan),
-    "wgan": (d_wasserstein, g_wasserstein),
-    "wgan-gp": (d_wasserstein, g_wasserstein),
-    "hinge": (d_hinge, g_wasserstein),
-}
-SMOOTHABLE = ("minimax", "nonsaturating", "lsgan")
+def functions(loss: str):
+    """(d_loss, g_loss) of an objective: the functions of this module its catalogue.OBJECTIVES entry names."""
+    objective = OBJECTIVES[loss]
+    return globals()[objective.d_loss], globals()[objective.g_loss]
 
 
 def feature_matching(real_features, fake_features):
@@ -72,4 +70,4 @@ def feature_matching(real_features, fake_features):
 
 def d_output(loss: str, logits: torch.Tensor) -> torch.Tensor:
     """What D(x) means for this objective: sigmoid probability for cross-entropy losses, else the raw score."""
-    return torch.sigmoid(logits) if loss in ("minimax", "nonsaturating") else logits
+    return torch.sigmoid(logits) if OBJECTIVES[loss].probability else logits

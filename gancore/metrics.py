@@ -26,28 +26,15 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .catalogue import STACKED, default_n
 from .data import as_float
 from .records import COMPARED, ProvenanceMismatch, check_comparable, primary_score, provenance_difference  # noqa: F401
 from .sample import balanced_labels, generate, quantize
 
-N_POINTS = 2500          # the PacGAN/VEEGAN sample count
-N_IMAGES = 10_000        # images scored by `gancore eval` unless --n says otherwise
-N_IMAGES_TRAINING = 2000  # images per evaluation during training (eval_n 0): under 5 % of training time
-N_STACKED = 26_000       # the PacGAN/VEEGAN sample count for stacked MNIST, in training and `gancore eval` alike
-STACKED = "stacked-mnist"
 COPY_MAX_GEN = 1_000  # samples behind an evaluation's copy_ratio at most
 COPY_MAX_REAL = 10_000   # the copying check compares every sample with every training image: only sets this small
 TRIPLES = 1000           # stacked MNIST's modes: (R, G, B) digit triples
 DIGIT_READER = "mnist-5k"  # the shipped evaluator that reads each channel of a stacked-MNIST image
-
-
-def default_n(data, training: bool = False) -> int:
-    """Samples per evaluation when none is asked for (eval_n 0, `gancore eval` without --n)."""
-    if data.kind == "points":
-        return N_POINTS
-    if data.name == STACKED:  # fewer leave modes unseen by chance alone: at 2,000 a perfect G shows ~865
-        return N_STACKED
-    return N_IMAGES_TRAINING if training else N_IMAGES
 
 
 def reverse_kl(counts: torch.Tensor) -> float:

@@ -28,6 +28,7 @@ and `launch.dispatch` starts every waiting run that fits now, oldest first, unde
 import functools
 import os
 import socket
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from .errors import ConfigError
 # Runs of one sweep training at once on a CPU, per core: on 2 cores, 2 runs of 1 thread each finished a
 # sweep of 4 ring runs in 118 s, 1 run of 2 threads at a time in 192 s (docs/benchmarks.md, issue 14).
 CPU_RUNS_PER_CORE = 1
+# present whenever an NVIDIA driver (or ROCm's amdgpu kernel driver) is loaded: without one torch sees no GPU
+GPU_DRIVER_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia/version", "/dev/kfd")
 WAITING = {"gpu": "waiting for a GPU", "sweep": "waiting for its turn in the sweep", "start": "starting"}
 
 
@@ -57,11 +60,23 @@ def machine() -> dict:
 
 @functools.cache
 def _visible_gpus() -> list:
+    if not _gpu_driver():  # known without torch, which takes a second or more to load (the Launch page asks)
+        return []
     import torch  # only here: a launcher that never asks about devices does not load torch
 
     visible = [t.strip() for t in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if t.strip()]
     ids = visible if "CUDA_VISIBLE_DEVICES" in os.environ else None
     return [_gpu_id(ids[i] if ids else i) for i in range(torch.cuda.device_count())]
+
+
+def _gpu_driver() -> bool:
+    """Whether a GPU driver torch could use is present: on Linux NVIDIA's (or ROCm's kernel driver), whose device
+    files exist whenever one is loaded, in containers too; elsewhere torch is asked (never on macOS: no CUDA)."""
+    if sys.platform == "darwin":
+        return False
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in GPU_DRIVER_FILES)
 
 
 def _gpu_id(token):

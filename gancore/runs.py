@@ -4,6 +4,7 @@
         config.json          resolved TrainConfig (every field, no "auto" left)
         data.json            what G needs to know of the data: kind, shape, num_classes, class_names, modes, sigma
         status.json          {schema, state, pid, host, heartbeat, step, steps, images_seen, error, resumes, best, ...}
+        .status.lock         held while status.json is updated (update_status: read, merge, write)
         metrics.jsonl        one JSON object per logged or evaluated step, appended and flushed as written
         train.log            the human-readable log
         samples/step_NNNNNNN.png   grids from one fixed noise batch (2-D runs: also .npz with `points`)
@@ -14,7 +15,9 @@ A sampling-only checkpoint (`sampling_checkpoint`) holds G's weights and the cou
 or RNG state: sample, eval and the dashboard load it; resume refuses it. gancore ships one such run,
 read-only, under gancore/pretrained/ (`PRETRAINED_ROOT`; `Run("pretrained:<name>")` opens it).
 
-The trainer writes; readers only read. Every file but the two logs is replaced atomically
+The trainer writes, and the launcher too (status.json's queue and placement fields, and the run's state
+while no trainer runs it): both only through `update_status`, one locked merge. Readers only read. Every file
+but the two logs is replaced atomically
 (`atomic_write`: temp file + rename); a reader of metrics.jsonl skips a half-written last line, and
 every reader here survives a file that is missing, torn or corrupt. docs/ARCHITECTURE.md is the full spec.
 """
@@ -109,12 +112,29 @@ def read_status(run_dir) -> dict:
     return read_json_object(Path(run_dir) / "status.json")
 
 
+STATUS_LOCK = ".status.lock"  # held while status.json is read, merged and written
+
+
 def update_status(run_dir, **fields) -> dict:
-    """Merge fields into status.json (with a fresh heartbeat) and write it atomically."""
-    status = read_status(run_dir)
-    status.update(fields, schema=SCHEMA_VERSION, heartbeat=time.time())
-    write_json_atomic(Path(run_dir) / "status.json", status)
+    """Merge fields into status.json (with a fresh heartbeat) and write it atomically, under the run's status lock:
+    the trainer and the launcher both update it (the launcher the placement and the queue, the trainer the
+    progress), and a merge from a stale read would put back what the other just wrote."""
+    with _status_lock(Path(run_dir)):
+        status = read_status(run_dir)
+        status.update(fields, schema=SCHEMA_VERSION, heartbeat=time.time())
+        write_json_atomic(Path(run_dir) / "status.json", status)
     return status
+
+
+@contextmanager
+def _status_lock(run_dir: Path):
+    try:
+        import fcntl  # noqa: F401 - Unix; elsewhere one process trains a run and nothing launches beside it
+    except ImportError:
+        yield
+        return
+    with locked(run_dir / STATUS_LOCK):
+        yield
 
 
 def pid_alive(pid) -> bool:

@@ -1,13 +1,16 @@
 """Everything a run needs before its loop starts, checked and derived once, at the top of the import graph.
 
-    fields (dict, JSON, flags)  ->  TrainConfig  ->  validate()  ->  load the data  ->  resolve()
+    fields (dict, JSON, flags)  ->  TrainConfig  ->  validate()  ->  load the data  ->  resolve()  ->  resolve_device()
 
 `load_and_resolve(fields)` is that sequence, and the one way in for `train`, `resume`, the
-dashboard's Launch form (`launch.check_config`) and `gancore eval` (`metrics.score_run`).
-`validate` checks what needs no data; `resolve` fills the "auto" fields from the data and checks
-what depends on it; `check_combination` refuses pairings that make no sense, saying why. The lists
-of valid values are read from the modules that define them (losses.LOSSES, models.NETWORKS,
-conditioning.METHODS, data.DATASETS, ...), so a new entry there is valid here at once.
+dashboard's Launch (`launch.check_config`) and `gancore eval` (`metrics.score_run`).
+`validate` checks what needs no data; `resolve` fills the "auto" fields from the data's facts
+(catalogue.DataFacts) and checks what depends on them; `check_combination` refuses pairings that make no
+sense, saying why. `preview` is the same resolution on the facts declared for the embedded datasets, without
+torch: what the Launch form shows in its auto fields. The lists of valid values are read from the modules
+that define them (catalogue.OBJECTIVES, models.NETWORKS, conditioning.METHODS, ...), so a new entry there is valid
+here at once. This module imports torch only inside the functions that need it (choices, validate,
+resolve_device, load_data).
 """
 import dataclasses
 import math
@@ -15,15 +18,14 @@ import os
 import re
 
 from . import runs
-from .config import POINT_SETS, TrainConfig
+from .catalogue import CHOICES, NEEDS_PATH, OBJECTIVES, POINT_SETS, DataFacts, default_n, embedded_facts, max_stages, \
+    progressive_stages
+from .config import TrainConfig
 from .errors import ConfigError
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on GPUs with native bf16; autocast on CUDA only
 # Test-only: lets a CPU run take the autocast paths (fp16 with the grad scaler, bf16) that training runs on CUDA,
 # so the suite exercises them without a GPU. CPU autocast is slower than fp32 and not offered to users.
 CPU_AUTOCAST_ENV = "GANCORE_CPU_AUTOCAST"
-OPTIMIZERS = ("adam", "rmsprop")  # built by train.make_optimizer
 RESUMABLE_FIELDS = ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "device")  # how long and how often, never what
 
 
@@ -38,13 +40,52 @@ def load_and_resolve(fields, source: str = "config", make_root: bool = False):
     if make_root:
         runs.ensure_root(cfg.runs_root or runs.default_root())
     data = load_data(cfg)
-    size = data.shape[-1] if data.kind == "image" else 0
-    if cfg.model == "progressive" and cfg.image_size == 0 and size >= 8 and size & (size - 1):
-        # progressive growing doubles from 4 px: 28 px MNIST is resized to 32 (resizing keeps the digit's
-        # share of the frame, where padding would add a border no real image has at other sizes)
-        cfg = dataclasses.replace(cfg, image_size=1 << size.bit_length())
+    resize = progressive_size(cfg, data)
+    if resize:
+        cfg = dataclasses.replace(cfg, image_size=resize)
         data = load_data(cfg)
-    return resolve(cfg, data), data
+    return resolve_with(cfg, data), data
+
+
+def resolve_with(cfg: TrainConfig, data) -> TrainConfig:
+    """The config resolved against a loaded dataset and this machine: resolve, then resolve_device."""
+    return resolve_device(resolve(cfg, facts_of(data)))
+
+
+def preview(fields) -> TrainConfig | None:
+    """What the auto fields of these fields resolve to, without torch or the data (the Launch form's "auto: ..."),
+    or None when that needs the data read (a set from a path) or the fields are refused. The same resolution as
+    load_and_resolve's, on the facts declared for the embedded datasets; the device, the precision and the
+    refused combinations are left to the launch (the form offers only valid names), and the point_scale of 2-D
+    points is None (their std is known once they are drawn)."""
+    try:
+        cfg = TrainConfig.from_dict(dict(fields), source="form")
+        facts = embedded_facts(cfg.dataset, cfg.image_size, cfg.channels)
+        if facts is None:
+            return None
+        resize = progressive_size(cfg, facts)
+        if resize:
+            cfg = dataclasses.replace(cfg, image_size=resize)
+            facts = embedded_facts(cfg.dataset, cfg.image_size, cfg.channels)
+        return resolve(cfg, facts, check=None)
+    except ConfigError:
+        return None
+
+
+def facts_of(data) -> DataFacts:
+    """A loaded dataset's facts (what resolve reads): for 2-D points also their std, the auto point_scale."""
+    std = round(float(data.images().std()), 4) if data.kind == "points" else None
+    return DataFacts(data.name, data.kind, tuple(data.shape), data.num_classes, len(data), std)
+
+
+def progressive_size(cfg, data) -> int:
+    """Progressive growing doubles from 4 px: a native size that is not a power of two (28 px MNIST) is resized
+    to the next one (32), which keeps the digit's share of the frame where padding would add a border no real
+    image has. 0 when nothing is resized."""
+    size = data.shape[-1] if data.kind == "image" else 0  # data: a Dataset or DataFacts
+    if cfg.model == "progressive" and cfg.image_size == 0 and size >= 8 and size & (size - 1):
+        return 1 << size.bit_length()
+    return 0
 
 
 def load_data(cfg):
@@ -65,21 +106,17 @@ def is_points(dataset: str) -> bool:
 
 
 def choices() -> dict[str, tuple]:
-    """The valid values of each choice field, read from the modules that define them (also the Launch form's lists)."""
+    """The valid values of each choice field: the networks, losses and conditioning methods as their modules define
+    them (a new entry there is valid at once), the other lists from the catalogue."""
     from .conditioning import METHODS
-    from .data import DATASETS
-    from .evaluator import FEATURE_BACKENDS
-    from .losses import LOSSES
     from .models import NETWORKS
 
-    return {"dataset": DATASETS, "model": ("auto", *NETWORKS), "loss": tuple(LOSSES), "conditioning": tuple(METHODS),
-            "optimizer": OPTIMIZERS, "device": DEVICES, "precision": PRECISIONS, "fid_backend": FEATURE_BACKENDS}
+    return {**CHOICES, "model": ("auto", *NETWORKS), "loss": tuple(OBJECTIVES), "conditioning": tuple(METHODS)}
 
 
 def validate(cfg: TrainConfig) -> None:
     """Checks that need no data. Raises ConfigError naming the first bad field."""
     from .augment import POLICIES, parse_policy
-    from .data import NEEDS_PATH
     from .presets import PRESETS
 
     for name, options in choices().items():
@@ -149,12 +186,11 @@ def check_combination(cfg, points: bool) -> None:
                           f"label; use it with conditioning none")
     if cfg.batch_size % cfg.pack:
         raise ConfigError(f"--pack: batch_size {cfg.batch_size} must be a multiple of pack {cfg.pack}")
+    objective = OBJECTIVES[cfg.loss]
     if cfg.label_smoothing:
-        from .losses import SMOOTHABLE
-
-        if cfg.loss not in SMOOTHABLE:
+        if not objective.smoothable:
             raise ConfigError(f"--label_smoothing: {cfg.loss} has no target to smooth "
-                              f"(only {', '.join(SMOOTHABLE)})")
+                              f"(only {', '.join(n for n, o in OBJECTIVES.items() if o.smoothable)})")
         if not 0 < cfg.label_smoothing < 0.5:
             raise ConfigError(f"--label_smoothing: must be in [0, 0.5) (got {cfg.label_smoothing})")
     if cfg.diffaug and points:
@@ -175,22 +211,19 @@ def check_combination(cfg, points: bool) -> None:
         if cfg.equalized_lr and (cfg.sn_g or cfg.sn_d):
             raise ConfigError("--sn_d/--sn_g: equalized learning rate already sets each weight's scale at runtime; "
                               "use spectral norm with --equalized_lr false")
-    if cfg.drift and cfg.loss not in ("wgan", "wgan-gp"):
+    if cfg.drift and not objective.critic:
         raise ConfigError(f"--drift: the drift penalty keeps a Wasserstein critic's scores near 0; loss {cfg.loss!r} "
                           f"bounds its scores already (use --loss wgan-gp)")
-    if cfg.compile and (cfg.loss == "wgan-gp" or cfg.r1_gamma):
-        raise ConfigError(f"--compile: {'wgan-gp' if cfg.loss == 'wgan-gp' else 'R1'} differentiates D's gradient "
+    if cfg.compile and (objective.gradient_penalty or cfg.r1_gamma):
+        raise ConfigError(f"--compile: {cfg.loss if objective.gradient_penalty else 'R1'} differentiates D's gradient "
                           f"(a double backward), which torch.compile does not support; train without --compile")
     if not points and 0 < cfg.eval_n < 10:
         raise ConfigError(f"--eval_n: image metrics need at least 10 samples (got {cfg.eval_n})")
 
 
-def resolve(cfg: TrainConfig, data) -> TrainConfig:
-    """Fill the 'auto' fields from the dataset and check what depends on it. Returns a new config."""
+def resolve_device(cfg: TrainConfig) -> TrainConfig:
+    """The device and precision a config trains with on this machine (auto: a GPU when there is one)."""
     import torch
-
-    from .metrics import default_n
-    from .models.dcgan import max_stages
 
     c = dataclasses.replace(cfg)
     if c.device == "auto":
@@ -201,29 +234,38 @@ def resolve(cfg: TrainConfig, data) -> TrainConfig:
         c.precision = auto_precision(c.device)
     if c.precision != "fp32" and c.device == "cpu" and not os.environ.get(CPU_AUTOCAST_ENV):
         raise ConfigError(f"--precision: {c.precision} autocast needs a CUDA device (device resolved to cpu)")
+    return c
+
+
+def resolve(cfg: TrainConfig, data: DataFacts, check=check_combination) -> TrainConfig:
+    """Fill the 'auto' fields but the device's from the dataset's facts (`facts_of` a loaded set, or
+    catalogue.embedded_facts), and check what depends on them; `check`: the combination check, once the model is
+    known (None: none, for a preview). Returns a new config."""
+    c = dataclasses.replace(cfg)
     c.runs_root = c.runs_root or runs.default_root()
     points = data.kind == "points"
     if c.model == "auto":
         c.model = "mlp" if points else "dcgan"
-    check_combination(c, points)
+    if check:
+        check(c, points)
     if c.pad_to and c.model != "dcgan":
         raise ConfigError(f"--pad_to: only the dcgan networks pad (model is {c.model})")
     c.z_dim = c.z_dim or (2 if points else 64)
     c.eval_n = c.eval_n or default_n(data, training=True)
     if c.conditioning != "none" and data.num_classes == 0:
         raise ConfigError(f"--conditioning: {c.conditioning} needs class labels, and dataset {c.dataset!r} has none")
-    if c.batch_size > len(data):
-        raise ConfigError(f"--batch_size: {c.batch_size} is larger than the dataset ({len(data)} samples)")
+    if c.batch_size > data.size:
+        raise ConfigError(f"--batch_size: {c.batch_size} is larger than the dataset ({data.size} samples)")
     if not points:
         c.channels, c.image_size = data.shape[0], data.shape[1]
     if points:
-        c.point_scale = c.point_scale or round(float(data.images().std()), 4)
+        c.point_scale = c.point_scale or data.point_std  # None in a preview: the std of points not drawn yet
     if c.model == "mlp":
         c.g_width, c.d_width = c.g_width or (256 if points else 512), c.d_width or (256 if points else 512)
         c.g_depth, c.d_depth = c.g_depth or 3, c.d_depth or 3
         return c
     if c.model == "progressive":
-        return resolve_progressive(c, data)
+        return resolve_progressive(c)
     if c.pad_to and (c.pad_to < c.image_size or (c.pad_to - c.image_size) % 2):
         raise ConfigError(f"--pad_to: must be the image size ({c.image_size}) plus an even number of pixels "
                           f"(got {c.pad_to})")
@@ -262,12 +304,10 @@ def auto_precision(device: str) -> str:
     return "bf16" if torch.cuda.get_device_capability(gpu) >= (8, 0) else "fp32"
 
 
-def resolve_progressive(c, data):
+def resolve_progressive(c):
     """Progressive growing: a power-of-two size, depth = the 2x stages from 4 px, the fade schedule."""
-    from .models.progressive import stages_for
-
     try:
-        stages = stages_for(c.image_size)
+        stages = progressive_stages(c.image_size)
     except ValueError:
         raise ConfigError(f"--image_size: progressive growing doubles from 4 px to a size of 8, 16, 32, 64 ... "
                           f"(got {c.image_size}); resize with --image_size 32") from None

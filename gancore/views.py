@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import records, runs
+from .catalogue import OBJECTIVES
 from .launch import pending_runs
 from .placement import describe as placement_text, is_waiting
 from .records import HIGHER_IS_BETTER, SCORES, format_scores, provenance_difference  # noqa: F401
@@ -324,7 +325,7 @@ def health_warnings(df: pd.DataFrame, status: dict, config: dict, data_info: dic
             out.append(f"{col} is not finite at step {int(df.loc[s.index[~np.isfinite(s)][0], 'step'])}")
     loss = config.get("loss")
     recent = df.dropna(subset=[c for c in ("d_real", "d_fake") if c in df]).tail(5)
-    if loss in ("minimax", "nonsaturating") and len(recent) >= 3 and {"d_real", "d_fake"} <= set(df):
+    if getattr(OBJECTIVES.get(loss), "probability", False) and len(recent) >= 3 and {"d_real", "d_fake"} <= set(df):
         if recent["d_real"].mean() > 0.95 and recent["d_fake"].mean() < 0.05:
             out.append(f"D is winning outright: D(x) {recent['d_real'].mean():.2f}, D(G(z)) "
                        f"{recent['d_fake'].mean():.2f} over the last {len(recent)} records; G gets no gradient "

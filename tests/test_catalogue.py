@@ -9,14 +9,15 @@ import gancore
 from gancore import runs
 from gancore.conditioning import METHODS
 from gancore.config import TrainConfig
-from gancore.losses import LOSSES as LOSS_FUNCTIONS
+from gancore.catalogue import OBJECTIVES
+from gancore.losses import functions
 from gancore.models import NETWORKS
 from gancore.presets import PRESETS
 from gancore.setup import validate
 from conftest import tiny
 from test_exact_resume import assert_same_records, assert_same_state, ema_is_an_average
 
-LOSSES, CONDITIONINGS = tuple(LOSS_FUNCTIONS), tuple(METHODS)
+LOSSES, CONDITIONINGS = tuple(OBJECTIVES), tuple(METHODS)
 REFUSED = {("mlp", "projection"): "projection conditions G through conditional batch norm"}
 IMAGE_COMBOS = [(l, n, c) for l in LOSSES for n in NETWORKS for c in CONDITIONINGS if (n, c) not in REFUSED]
 
@@ -117,20 +118,20 @@ def test_preset_from_a_trainconfig_keeps_explicit_fields(runs_root):
 
 def test_losses_have_the_published_form():
     real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
-    d, g = LOSS_FUNCTIONS["minimax"]
+    d, g = functions("minimax")
     sig = torch.sigmoid
     expected_d = -(torch.log(sig(real)).mean() + torch.log(1 - sig(fake)).mean())
     assert torch.allclose(d(real, fake), expected_d)
     assert torch.allclose(g(fake), torch.log(1 - sig(fake)).mean())
-    _, g_ns = LOSS_FUNCTIONS["nonsaturating"]
+    _, g_ns = functions("nonsaturating")
     assert torch.allclose(g_ns(fake), -torch.log(sig(fake)).mean())
-    d_ls, g_ls = LOSS_FUNCTIONS["lsgan"]
+    d_ls, g_ls = functions("lsgan")
     assert torch.allclose(d_ls(real, fake), 0.5 * ((real - 1) ** 2).mean() + 0.5 * (fake**2).mean())
     assert torch.allclose(g_ls(fake), 0.5 * ((fake - 1) ** 2).mean())
-    d_w, g_w = LOSS_FUNCTIONS["wgan"]
+    d_w, g_w = functions("wgan")
     assert torch.allclose(d_w(real, fake), fake.mean() - real.mean()) and torch.allclose(g_w(fake), -fake.mean())
-    assert LOSS_FUNCTIONS["wgan-gp"] == LOSS_FUNCTIONS["wgan"]  # the penalty is added by the trainer
-    d_h, g_h = LOSS_FUNCTIONS["hinge"]
+    assert functions("wgan-gp") == functions("wgan")  # the penalty is added by the trainer
+    d_h, g_h = functions("hinge")
     assert torch.allclose(d_h(real, fake), torch.tensor((0 + 2) / 2 + (1.5 + 0) / 2))
     assert torch.allclose(g_h(fake), -fake.mean())
 
@@ -138,10 +139,10 @@ def test_losses_have_the_published_form():
 def test_saturating_generator_loss_has_weak_gradient_when_d_rejects_fakes():
     # The reason non-saturating exists: at D(G(z)) ~ 0 the minimax gradient vanishes.
     fake = torch.tensor([-8.0], requires_grad=True)
-    LOSS_FUNCTIONS["minimax"][1](fake).backward()
+    functions("minimax")[1](fake).backward()
     g_minimax = fake.grad.abs().item()
     fake.grad = None
-    LOSS_FUNCTIONS["nonsaturating"][1](fake).backward()
+    functions("nonsaturating")[1](fake).backward()
     assert g_minimax < 1e-3 < fake.grad.abs().item()
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gancore.data import DATASETS, EMBEDDED, NEEDS_PATH, Dataset, load_dataset
+from gancore.catalogue import DATASETS, EMBEDDED, NEEDS_PATH
+from gancore.data import Dataset, load_dataset
 from gancore.errors import DataError
 
 

@@ -17,11 +17,12 @@ import pytest
 import torch
 
 import gancore
-from gancore import distributed, runs, setup
+from gancore import distributed, recorder, runs, setup
 from gancore.presets import PRESETS
 from gancore.setup import load_and_resolve
 from gancore.syncs import count_syncs
-from gancore.trainer import Trainer, load_optimizer, make_optimizer
+from gancore.recorder import load_optimizer
+from gancore.trainer import Trainer, make_optimizer
 from conftest import tiny
 
 NETWORKS = {  # one tiny config per network, each with the batch norm, conditioning or growth it brings
@@ -130,7 +131,7 @@ def test_penalties_under_the_grad_scaler_read_nothing_back():
 
 def test_fp16_leaves_skipped_steps_out_of_the_means():
     """The mean of 3 steps, one of them skipped with a NaN loss, is the mean of the other two; all skipped: none."""
-    from gancore.trainer import RunningMeans
+    from gancore.recorder import RunningMeans
 
     sums = RunningMeans()
     for value, skipped in ((1.0, False), (float("nan"), True), (3.0, False)):
@@ -145,8 +146,7 @@ def test_fp16_that_overflows_at_any_scale_fails_the_run(runs_root, monkeypatch):
     """Skipping is for overflow at a too-large scale; a loss that is NaN whatever the scale is a diverged run."""
     monkeypatch.setenv(setup.CPU_AUTOCAST_ENV, "1")
     monkeypatch.setattr("gancore.trainer.MIN_GRAD_SCALE", 2.0 ** 14)  # reached after 2 skips from 2^16
-    monkeypatch.setattr("gancore.trainer.LOSSES", {"nonsaturating": (lambda r, f, s: (r + f).mean() * float("nan"),
-                                                                     lambda f: -f.mean())})
+    monkeypatch.setattr("gancore.losses.d_minimax", lambda r, f, s: (r + f).mean() * float("nan"))
     with pytest.raises(gancore.trainer.RunFailed, match="fp16 gradients overflow at any scale"):
         gancore.train(tiny(name="nan", precision="fp16", steps=8, log_every=4))
     assert runs.read_status(runs_root / "nan")["state"] == "failed"
@@ -190,8 +190,8 @@ def test_precision_auto_takes_bf16_only_where_the_gpu_has_it(monkeypatch, gpu, c
     cfg = gancore.TrainConfig(dataset="ring")
     setup.validate(cfg)
     data = gancore.data.load_dataset("ring")
-    assert setup.resolve(cfg, data).precision == expected
-    assert setup.resolve(cfg, data).device == "cuda"
+    assert setup.resolve_with(cfg, data).precision == expected
+    assert setup.resolve_with(cfg, data).device == "cuda"
     assert imitated.asked and set(imitated.asked) == {3}  # its own GPU, not the current device (GPU 0)
 
 
@@ -264,7 +264,7 @@ def test_a_ddp_step_makes_no_collective_of_its_own(tmp_path, monkeypatch):
             trainer.train_step(measure=False)
         assert calls == []
         (tmp_path / "checkpoints").mkdir()
-        trainer.save_checkpoint(0.0)  # a checkpoint, by contrast, takes rank 0's buffers: one broadcast
+        recorder.save_checkpoint(trainer, 0.0)  # a checkpoint, by contrast, takes rank 0's buffers: one broadcast
         assert calls.count("broadcast") == 1
     finally:
         dist.destroy_process_group()
@@ -297,10 +297,10 @@ def test_a_run_moved_between_devices_resumes_with_fresh_streams_seeded_from_its_
     for _ in range(3):
         a.step += 1
         a.train_step(measure=False)
-    state = a.checkpoint_state(0.0)
+    state = recorder.checkpoint_state(a, 0.0)
     state["rng"]["device"] = "cuda"  # as a GPU run's checkpoint says
     b = build(tiny(seed=5), tmp_path / "b")
-    b.load_checkpoint(state)
+    recorder.load_checkpoint(b, state)
     fresh = 5 + 7919 * 3
     assert torch.equal(b.gen_data.get_state(), torch.Generator().manual_seed(fresh + 1).get_state())
     assert torch.equal(b.gen_z.get_state(), torch.Generator().manual_seed(fresh + 2).get_state())
@@ -320,12 +320,12 @@ def test_a_resume_continues_this_ranks_own_streams_and_moved_it_reslices_the_fre
     for _ in range(3):
         a.step += 1
         a.train_step(measure=False)
-    state = a.checkpoint_state(0.0)
+    state = recorder.checkpoint_state(a, 0.0)
     old = dict(state)
     del old["world_size"]  # an older one-process checkpoint: its own streams continue exactly
     b = build(tiny(seed=5), tmp_path / "b")
     torch.manual_seed(123)
-    b.load_checkpoint(old)
+    recorder.load_checkpoint(b, old)
     assert torch.equal(torch.get_rng_state(), state["rng"]["torch"])
 
     dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
@@ -335,10 +335,10 @@ def test_a_resume_continues_this_ranks_own_streams_and_moved_it_reslices_the_fre
         theirs = dict(state["rng"], torch=torch.Generator().manual_seed(11).get_state())
         mine = dict(state["rng"], torch=torch.Generator().manual_seed(22).get_state())
         two = dict(state, world_size=2, rng=dict(theirs, ranks=[theirs, mine]))  # what rank 0 writes
-        one.load_checkpoint(two)
+        recorder.load_checkpoint(one, two)
         assert torch.equal(torch.get_rng_state(), mine["torch"])
         alone = build(tiny(seed=5), tmp_path / "alone")  # two processes trained it, one resumes it
-        alone.load_checkpoint(two)
+        recorder.load_checkpoint(alone, two)
         fresh = 5 + 7919 * 3  # dropout and augmentation draws start from (seed, step, rank)
         assert torch.equal(torch.get_rng_state(), torch.Generator().manual_seed(
             distributed.rank_seed(fresh, 0)).get_state())
@@ -347,7 +347,7 @@ def test_a_resume_continues_this_ranks_own_streams_and_moved_it_reslices_the_fre
         one.loader = data.loader(cfg.batch_size, 0, one.device, part=one.part)  # as a memory-mapped set has
         on_gpu = [dict(r, device="cuda") for r in (theirs, mine)]  # as a GPU run's ranks wrote them
         moved = dict(two, rng=dict(on_gpu[0], ranks=on_gpu))
-        one.load_checkpoint(moved)
+        recorder.load_checkpoint(one, moved)
         want = data.loader(cfg.batch_size, fresh + 1, one.device, prefetch=0, part=(1, 2)).next()
         got = one.loader.next()
         assert all(torch.equal(g, w) for g, w in zip(got, want) if g is not None)

@@ -103,3 +103,23 @@ def test_clone_fields_give_what_was_launched(runs_root):
     wait_for(lambda: state(path) == "done", 90, what="the run")
     fields = launch.clone_fields(path)
     assert fields["loss"] == "hinge" and "name" not in fields and "runs_root" not in fields
+
+
+def test_the_trainer_and_the_launcher_never_lose_each_others_status_updates(tmp_path):
+    """Two processes update status.json at once, each its own keys (as the trainer writes its progress while the
+    launcher writes the placement): every update of both survives (runs.update_status merges under a lock)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    run = tmp_path / "run"
+    run.mkdir()
+    runs.update_status(run, state="queued")
+    code = ("import sys; from gancore import runs\n"
+            "for i in range(150): runs.update_status(sys.argv[1], **{f'{sys.argv[2]}{i}': i})")
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(run), who], cwd=ROOT) for who in ("trainer", "launcher")]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    status = runs.read_status(run)
+    lost = [f"{who}{i}" for who in ("trainer", "launcher") for i in range(150) if f"{who}{i}" not in status]
+    assert lost == [] and status["state"] == "queued"

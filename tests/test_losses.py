@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from gancore.losses import (LOSSES, d_hinge, d_lsgan, d_minimax, d_output, d_wasserstein, feature_matching,
+from gancore.losses import (d_hinge, d_lsgan, d_minimax, d_output, d_wasserstein, feature_matching, functions,
                             g_lsgan, g_minimax, g_nonsaturating, g_wasserstein)
 
 L3 = math.log(3)
@@ -58,7 +58,7 @@ def test_hinge_pushes_real_above_1_and_fake_below_minus_1():
     # real [0.5, 2]: relu(1 - l) = 0.5, 0; fake [-0.5, -2, 1]: relu(1 + l) = 0.5, 0, 2
     close(d_hinge(t(0.5, 2.0), t(-0.5, -2.0, 1.0)), 0.25 + 2.5 / 3)
     close(d_hinge(t(1.0), t(-1.0)), 0.0)  # exactly on the margin: no loss
-    assert LOSSES["hinge"] == (d_hinge, g_wasserstein)
+    assert functions("hinge") == (d_hinge, g_wasserstein)
 
 
 def test_feature_matching_is_the_squared_distance_of_the_batch_means():

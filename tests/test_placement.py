@@ -107,26 +107,27 @@ def test_a_placed_cpu_run_takes_its_share_again_when_a_run_starts_or_ends_beside
     cfg, data = load_and_resolve(TrainConfig.from_dict(tiny(name="placed", runs_root=str(root))))
     (root / "placed").mkdir(parents=True)
     trainer = Trainer(root / "placed", cfg, data)
-    trainer.log_file = open(root / "placed" / "train.log", "a")  # as Trainer.run opens it
+    rec = trainer.recorder
+    rec.log_file = open(root / "placed" / "train.log", "a")  # as Trainer.run opens it
     trainer.clock0 = time.monotonic()  # and starts its clock (finish writes trained_s)
-    trainer.begin()  # running, with this process's pid
+    rec.begin(trainer)  # running, with this process's pid
     runs.update_status(root / "placed", placement={"gpus": [], "processes": 1, "threads": 4, "cores": 4})
     torch_threads.set_num_threads(4)
     (root / "beside").mkdir()
     runs.update_status(root / "beside", state="running", pid=os.getpid(), host=runs.read_status(root / "placed")["host"])
-    trainer.share_cores()  # two processes train: half the cores each
+    rec.share_cores(trainer.device)  # two processes train: half the cores each
     assert torch_threads.get_num_threads() == 2 and status(root / "placed")["threads"] == 2
     assert placement.describe(status(root / "placed")) == "2 of 4 cores"
     runs.update_status(root / "beside", state="done")
-    trainer.share_cores()  # alone again: every core
+    rec.share_cores(trainer.device)  # alone again: every core
     assert torch_threads.get_num_threads() == 4 and status(root / "placed")["threads"] == 4
     assert status(root / "placed")["placement"]["threads"] == 4  # the launcher's decision, kept
     runs.update_status(root / "placed", placement=None)  # started by hand: no placement, never changed
     runs.update_status(root / "beside", state="running")
-    trainer.share_cores()
+    rec.share_cores(trainer.device)
     assert torch_threads.get_num_threads() == 4
-    trainer.finish("stopped", "test over")
-    trainer.log_file.close()
+    rec.finish(trainer, "stopped", "test over")
+    rec.log_file.close()
     assert "threads: now 2 of 4 cores" in (root / "placed" / "train.log").read_text()
 
 
@@ -142,7 +143,7 @@ def test_each_gpu_run_gets_gpus_no_live_run_holds_and_the_rest_wait_in_order():
     assert cpu_run["gpus"] == []  # device cpu: no GPU needed
 
 
-def test_machine_is_the_one_place_that_reads_the_devices(monkeypatch):
+def test_machine_is_the_one_place_that_reads_the_devices(monkeypatch, tmp_path):
     import torch
 
     fake_gpus(monkeypatch, 4)
@@ -156,7 +157,14 @@ def test_machine_is_the_one_place_that_reads_the_devices(monkeypatch):
     assert placement.machine()["cores"] == cores
     assert len(placement.machine()["gpus"]) == torch.cuda.device_count()  # this machine, whatever it holds
 
-    # without the hook, torch's devices under their CUDA_VISIBLE_DEVICES ids (a machine with two GPUs, patched in)
+    # without a GPU driver's device files torch is not asked (loading it takes a second): no GPUs
+    monkeypatch.setattr(placement, "GPU_DRIVER_FILES", (str(tmp_path / "no-nvidiactl"),))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1 / 0)
+    placement._visible_gpus.cache_clear()
+    assert placement.machine()["gpus"] == []
+    # with them, torch's devices under their CUDA_VISIBLE_DEVICES ids (a machine with two GPUs, patched in)
+    (tmp_path / "nvidiactl").touch()
+    monkeypatch.setattr(placement, "GPU_DRIVER_FILES", (str(tmp_path / "no-nvidiactl"), str(tmp_path / "nvidiactl")))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     for visible, gpus in ((None, [0, 1]), ("3,5", [3, 5]), ("GPU-1a2b,GPU-3c4d", ["GPU-1a2b", "GPU-3c4d"])):
         if visible is None:

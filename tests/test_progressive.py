@@ -12,7 +12,8 @@ from torch.testing import assert_close
 from gancore.models import apply_spectral_norm
 from gancore.models.progressive import (
     EqualizedConv2d, EqualizedLinear, ProgressiveDiscriminator, ProgressiveGenerator, Schedule, downsample_to,
-    fade_real, resolution, stages_for, upsample_to)
+    fade_real, resolution, upsample_to)
+from gancore.catalogue import progressive_stages
 
 METHODS = ["none", "concat", "acgan", "projection"]
 SHAPE = (1, 16, 16)  # 3 stages: 4, 8, 16 px
@@ -64,14 +65,14 @@ def test_schedule_edge_cases():
             Schedule(*bad)
 
 
-def test_stages_for_sizes():
-    assert [stages_for(n) for n in (8, 16, 32, 64)] == [2, 3, 4, 5]
-    assert stages_for(32, depth=3) == 4
+def test_progressive_stages_of_sizes():
+    assert [progressive_stages(n) for n in (8, 16, 32, 64)] == [2, 3, 4, 5]
+    assert progressive_stages(32, depth=3) == 4
     for bad in (4, 28, 48):
         with pytest.raises(ValueError, match="4 \\* 2\\*\\*k"):
-            stages_for(bad)
+            progressive_stages(bad)
     with pytest.raises(ValueError, match="depth 2"):
-        stages_for(32, depth=2)
+        progressive_stages(32, depth=2)
 
 
 # ---------------------------------------------------------------- shapes

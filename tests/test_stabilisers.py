@@ -5,13 +5,14 @@ import torch
 import torch.nn as nn
 
 import gancore
+from gancore import recorder
 from gancore.augment import AUGMENTATIONS, diff_augment
 from gancore.config import TrainConfig
-from gancore.setup import resolve, validate
+from gancore.setup import resolve_with, validate
 from gancore.data import load_dataset
 from gancore.errors import ConfigError
 from gancore.layers import MinibatchStdDev
-from gancore.losses import LOSSES, feature_matching
+from gancore.losses import feature_matching, functions
 from gancore.models import build_models
 from gancore.regularizers import gradient_penalty, r1_penalty
 from gancore.trainer import Trainer
@@ -22,7 +23,7 @@ def make_trainer(tmp_path, **fields):
     cfg = TrainConfig(**tiny(**fields))
     validate(cfg)
     data = load_dataset(cfg.dataset, seed=cfg.seed)
-    return Trainer(tmp_path, resolve(cfg, data), data)
+    return Trainer(tmp_path, resolve_with(cfg, data), data)
 
 
 def run_steps(trainer, n):
@@ -34,7 +35,7 @@ def run_steps(trainer, n):
 def models(**fields):
     cfg = TrainConfig(**tiny(**fields))
     data = load_dataset(cfg.dataset)
-    cfg = resolve(cfg, data)
+    cfg = resolve_with(cfg, data)
     return build_models(cfg, data.shape, data.num_classes) + (cfg, data)
 
 
@@ -196,7 +197,7 @@ def test_weight_clipping_keeps_critic_weights_within_clip_value(tmp_path):
 
 
 def test_label_smoothing_moves_ds_optimum_to_one_minus_s():
-    d_loss = LOSSES["nonsaturating"][0]
+    d_loss = functions("nonsaturating")[0]
     logits = torch.linspace(-6, 6, 2001)
     losses = torch.stack([d_loss(l.view(1), torch.tensor([-50.0]), 0.1) for l in logits])
     best = torch.sigmoid(logits[losses.argmin()]).item()
@@ -342,5 +343,5 @@ def test_the_ema_g_gets_batch_norm_statistics_of_its_own(tmp_path):
     actual = inputs[0].var((0, 2, 3))  # what the EMA weights really feed this batch norm
     assert ((settled / actual - 1).abs() < 0.1).all()  # measured on its own samples
     assert ((copied / actual) < 0.3).all()  # G's statistics were far off
-    state = trainer.checkpoint_state(0.0)  # what `gancore sample` loads
+    state = recorder.checkpoint_state(trainer, 0.0)  # what `gancore sample` loads
     assert torch.equal(state["G_ema"]["norms.0.bn.running_var"], settled)

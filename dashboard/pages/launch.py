@@ -6,8 +6,8 @@ import re
 import streamlit as st
 
 from common import open_in, runs_root
+from gancore import catalogue, launch, placement, setup, views
 from gancore import config as C
-from gancore import launch, placement, setup, views
 from gancore.errors import GancoreError
 from gancore.presets import PRESETS
 
@@ -26,7 +26,7 @@ GROUPS = {
     "Device": ["device", "precision", "compile", "seed"],
 }
 OPEN = {"Data", "Objective", "Conditioning", "Schedule"}  # sections shown expanded
-CHOICES = setup.choices()
+CHOICES = catalogue.CHOICES  # the names alone: this page imports no torch (tests/test_structure.py)
 # What the presets are for, in words (the keys are gancore.presets names).
 PRESET_LABELS = {
     "": "No preset: the fields below as they are",
@@ -66,12 +66,19 @@ def form_fields() -> dict:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def resolved(fields_json: str) -> dict | None:
-    """What the auto fields of these form fields resolve to (the trainer's own resolution, data included), or None
-    when the fields are refused (Launch then says why)."""
-    try:
-        return launch.check_config(json.loads(fields_json)).to_dict()
-    except GancoreError:
-        return None
+    """What the auto fields of these form fields resolve to (the trainer's own resolution), or None when the fields
+    are refused (Launch then says why). An embedded dataset is resolved from its declared facts, without torch
+    (setup.preview); a set read from a path, once a path is given, by reading it (launch.check_config)."""
+    fields = json.loads(fields_json)
+    preview = setup.preview(fields)
+    if preview is not None:
+        return preview.to_dict()
+    if fields.get("data_path"):
+        try:
+            return launch.check_config(fields).to_dict()
+        except GancoreError:
+            return None
+    return None
 
 
 def auto_text(value) -> str:
@@ -107,8 +114,8 @@ def widget(f: str, auto: dict | None):
     resolved config of the form as it stands, None when it is refused)."""
     key, label, help = f"f_{f}", f, HELP.get(f)
     placeholder = None
-    if f in AUTO_NUMBERS:
-        placeholder = f"auto: {auto_text(auto[f])}" if auto and f in auto else "auto"
+    if f in AUTO_NUMBERS:  # "auto" alone where the value is known only once the data is read (points' std: None)
+        placeholder = f"auto: {auto_text(auto[f])}" if auto and auto.get(f) is not None else "auto"
     if f in CHOICES:
         st.selectbox(label, CHOICES[f], key=key, help=help)
     elif TYPES[f] is bool:

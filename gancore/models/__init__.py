@@ -3,6 +3,7 @@ the architectural stabilisers (packing, dropout, minibatch stddev, virtual BN, s
 import torch.nn as nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..catalogue import OBJECTIVES
 from ..layers import ConditionalBatchNorm
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
@@ -37,7 +38,7 @@ def apply_spectral_norm(module: nn.Module) -> nn.Module:
 
 def d_uses_batchnorm(cfg) -> bool:
     """DCGAN's D drops batch norm where it conflicts: per-sample gradient penalties, and spectral norm."""
-    return cfg.loss != "wgan-gp" and cfg.r1_gamma == 0 and not cfg.sn_d
+    return not OBJECTIVES[cfg.loss].gradient_penalty and cfg.r1_gamma == 0 and not cfg.sn_d
 
 
 def build_models(cfg, shape, num_classes):

@@ -14,15 +14,6 @@ from ..conditioning import DHead, d_conditioner, g_conditioner
 from ..layers import MinibatchStdDev, ReferenceBatch, make_norm, pack_samples
 
 
-def max_stages(size: int) -> int:
-    """How many times `size` halves before reaching a 3..7 px base; 0 when it never does."""
-    n = 0
-    while size > 7 and size % 2 == 0:
-        size //= 2
-        n += 1
-    return n if 3 <= size <= 7 and n > 0 else 0
-
-
 class DCGANGenerator(nn.Module):
     def __init__(self, z_dim, out_shape, width, depth, num_classes=0, conditioning="none", embed_dim=32, vbn_ref=0,
                  pad=0):

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
+from ..catalogue import progressive_stages
 from ..conditioning import METHODS, DHead, d_conditioner, g_conditioner
 from ..layers import MinibatchStdDev, pack_samples
 
@@ -35,17 +36,6 @@ SQRT2 = math.sqrt(2.0)  # He's gain for (leaky) ReLU layers
 def resolution(stage: int) -> int:
     """Pixels per side at `stage`: 4, 8, 16, ..."""
     return 4 * 2**stage
-
-
-def stages_for(size: int, depth: int = 0) -> int:
-    """Number of stages for a final `size` = 4 * 2**k (k >= 1): k + 1. `depth`, when given, must equal k
-    (the number of 2x stages, as `depth` means for dcgan and resnet)."""
-    k = round(math.log2(size / 4)) if size >= 8 else -1
-    if k < 1 or resolution(k) != size:
-        raise ValueError(f"progressive growing needs a square image size 4 * 2**k >= 8 (8, 16, 32, 64 ...), got {size}")
-    if depth and depth != k:
-        raise ValueError(f"depth {depth} does not fit {size} px: progressive growing from 4 px to {size} px has depth {k}")
-    return k + 1
 
 
 def downsample_to(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -241,7 +231,7 @@ class ProgressiveGenerator(Growing):
     def __init__(self, z_dim, out_shape, width=16, depth=0, num_classes=0, conditioning="none", embed_dim=32,
                  vbn_ref=0, *, width_max=64, equalized=True, pixel_norm=True):
         c_out, size = out_shape[0], out_shape[1]
-        super().__init__(stages_for(size, depth))
+        super().__init__(progressive_stages(size, depth))
         if vbn_ref:
             raise ValueError("virtual batch norm has nothing to act on: the progressive G normalises with pixel norm")
         self.out_size = size
@@ -314,7 +304,7 @@ class ProgressiveDiscriminator(Growing):
     def __init__(self, in_shape, width=16, depth=0, num_classes=0, conditioning="none", embed_dim=32,
                  pack=1, dropout=0.0, mbstd=4, *, width_max=64, equalized=True):
         c_in, size = in_shape[0], in_shape[1]
-        super().__init__(stages_for(size, depth))
+        super().__init__(progressive_stages(size, depth))
         self.pack = pack
         channels = stage_widths(self.stages, width, width_max)
         sizes = [resolution(s) for s in range(self.stages)]
