@@ -22,7 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gancore import metrics, runs  # noqa: E402
-from gancore.sample import generate, generator_from_state, open_run_for_sampling, quantize  # noqa: E402
+from gancore.data import quantize  # noqa: E402
+from gancore.sample import generate, generator_from_state, open_run_for_sampling  # noqa: E402
 from gancore.setup import load_and_resolve  # noqa: E402
 
 

@@ -8,7 +8,7 @@ import importlib
 
 from .errors import ConfigError, DataError, GancoreError, RunError
 
-_LAZY = {"TrainConfig": "config", "train": "trainer", "RunFailed": "trainer", "load_run": "runs", "Run": "runs"}
+_LAZY = {"TrainConfig": "config", "train": "trainer", "RunFailed": "trainer", "load_run": "sample", "Run": "sample"}
 
 __all__ = ["TrainConfig", "train", "load_run", "Run", "RunFailed", "GancoreError", "ConfigError", "DataError", "RunError"]
 

@@ -163,13 +163,16 @@ RECIPE_28PX_SETS = ("mnist-5k", "mnist")  # MNIST digits at their 28 px
 
 
 def check_split(cfg, processes: int) -> None:
-    """batch_size is the global batch: it must split evenly over the processes (and into packs on each)."""
+    """batch_size is the global batch: it must split evenly over the processes, and into packs on each (the one
+    check of batch_size against pack: setup checks one process, the launcher and the trainer as many as run)."""
     if cfg.batch_size % processes:
         raise ConfigError(f"--batch_size: {cfg.batch_size} (the global batch) must split evenly over "
                           f"{processes} processes")
-    if (cfg.batch_size // processes) % cfg.pack:
-        raise ConfigError(f"--pack: each of {processes} processes gets {cfg.batch_size // processes} samples, "
-                          f"not a multiple of pack {cfg.pack}")
+    share = cfg.batch_size // processes
+    if share % cfg.pack:
+        raise ConfigError(f"--pack: batch_size {cfg.batch_size} must be a multiple of pack {cfg.pack}" if processes == 1
+                          else f"--pack: each of {processes} processes gets {share} samples, not a multiple of pack "
+                               f"{cfg.pack}")
 
 
 def uses_28px_recipe(cfg) -> bool:

@@ -3,7 +3,7 @@
 Images are stored as uint8 (N, C, H, W) levels 0..255 and become float32 in [-1, 1] (the range of a
 tanh generator) per batch, on the device that trains: 4x less memory than floats and, for 8-bit data
 at its native size, exactly the floats this module returned when it stored floats. Images resized or
-made gray here are rounded back to 8 bits after resizing (`sample.quantize`, as saved samples are).
+made gray here are rounded back to 8 bits after resizing (`quantize`, as saved samples are).
 Two kinds keep float32 storage: `digits` (17 gray levels upsampled 8 -> 16 px, not on the 8-bit grid)
 and .npz files holding float images. The 2-D toy sets are (N, 2) float32 points together with their
 true mode centres, so metrics can count recovered modes. `stacked-mnist` puts three MNIST-5k digits in
@@ -50,7 +50,6 @@ from .catalogue import DATASETS
 
 from gancore.errors import ConfigError, DataError
 from gancore.runs import atomic_write, locked, read_json_object, write_json_atomic
-from gancore.sample import quantize
 
 
 CACHE_HOME = Path.home() / ".cache" / "gancore"  # cache_root() when $GANCORE_CACHE is not set
@@ -93,6 +92,12 @@ _LEVELS = _unit_range(torch.arange(256, dtype=torch.uint8), 255)  # (256,) the f
 @functools.lru_cache(maxsize=None)
 def _levels_on(device: torch.device) -> torch.Tensor:
     return _LEVELS.to(device)
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8 levels 0..255 (same shape): how images are stored, saved and scored (the inverse of
+    as_float on the 8-bit grid)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def as_float(x: torch.Tensor) -> torch.Tensor:

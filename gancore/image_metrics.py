@@ -33,13 +33,12 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from .data import as_float
+from .data import as_float, quantize
 from .downloads import DownloadError, fetch, sha256_of
 from .errors import ConfigError
-from .catalogue import FEATURE_BACKENDS
+from .catalogue import FEATURE_BACKENDS, STACKED
 from .evaluator import EvaluatorError, cache_root, fingerprint, heldout_split, weights_sha256
 from .runs import torch_save_atomic
-from .sample import quantize
 
 REF_MAX = 10_000        # real images in a reference at most (a fixed random subset beyond that)
 KID_SUBSET = 500        # KID subset size (fewer when fewer samples); 100 subsets, torchmetrics' default
@@ -437,6 +436,20 @@ def scorer_for(data, backend: str = "evaluator", train: bool = False, device="cp
         return ImageScorer(data, backend="inception", device=device)
     model, report = evaluator_for(data, train_if_missing=train)
     return ImageScorer(data, model, report, device=device)
+
+
+def scorer_or_why(data, backend: str = "evaluator", train: bool = False, device="cpu"):
+    """(the ImageScorer of `data`, None), or (None, why there is none) for stacked MNIST without an evaluator of
+    its own: its mode count needs none (metrics.triple_counts reads each channel with the MNIST-5k evaluator).
+    The one place that decides; any other set without an evaluator raises EvaluatorError (scorer_for)."""
+    from .evaluator import EvaluatorError
+
+    try:
+        return scorer_for(data, backend, train=train, device=device), None
+    except EvaluatorError:
+        if data.name != STACKED or train:
+            raise
+        return None, "FID/KID/IS off (no stacked-mnist evaluator); modes and reverse KL are counted"
 
 
 def _class_batches(y: torch.Tensor | None, n: int):

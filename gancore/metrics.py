@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from .catalogue import STACKED, default_n
-from .data import as_float
+from .data import as_float, quantize
 from .records import COMPARED, ProvenanceMismatch, check_comparable, primary_score, provenance_difference  # noqa: F401
-from .sample import balanced_labels, generate, quantize
+from .sample import balanced_labels, generate
 
 COPY_MAX_GEN = 1_000  # samples behind an evaluation's copy_ratio at most
 COPY_MAX_REAL = 10_000   # the copying check compares every sample with every training image: only sets this small
@@ -222,19 +222,6 @@ def nearest_training_images(image: torch.Tensor, data, k: int = 8, label: int | 
     return pool[best.indices], best.values
 
 
-def scorer_or_none(data, backend: str = "evaluator"):
-    """The ImageScorer of `data`; None for stacked-mnist without an evaluator of its own (its triples still count)."""
-    from .evaluator import EvaluatorError
-    from .image_metrics import scorer_for
-
-    try:
-        return scorer_for(data, backend)
-    except EvaluatorError:
-        if data.name != STACKED:
-            raise
-        return None
-
-
 @torch.no_grad()
 def evaluate(G, z_dim: int, data, conditional: bool, n: int = 0, seed: int = 0, scorer=None,
              device="cpu", check_copying: bool = False) -> dict:
@@ -265,6 +252,7 @@ def score_run(run_dir, n: int = 0, step=None, seed: int = 0, on_skip=None) -> di
     on_skip(message): told about each unreadable checkpoint newer than the one scored (default: a warning).
     """
     from . import runs
+    from .image_metrics import scorer_or_why
     from .sample import generator_from_state, open_run_for_sampling, warn
     from .setup import load_and_resolve
 
@@ -273,7 +261,7 @@ def score_run(run_dir, n: int = 0, step=None, seed: int = 0, on_skip=None) -> di
     # scored on the CPU whatever the run trained on (autocast does not apply to scoring)
     cfg, data = load_and_resolve(dict(run.config, device="cpu", precision="fp32"), source=str(run.path / "config.json"))
     G = generator_from_state(state, run.config, run.data_info)
-    scorer = scorer_or_none(data, cfg.fid_backend) if data.kind == "image" else None
+    scorer = scorer_or_why(data, cfg.fid_backend)[0] if data.kind == "image" else None
     return {"run": str(run_dir), "step": step,
             **evaluate(G, cfg.z_dim, data, run.data_info.get("conditional", False), n, seed, scorer,
                        check_copying=True)}
@@ -290,6 +278,7 @@ def score_npz(path, dataset: str, data_path=None, image_size: int = 0, channels:
 
     from .data import load_dataset
     from .errors import DataError
+    from .image_metrics import scorer_or_why
 
     try:
         with np.load(path) as z:
@@ -326,5 +315,5 @@ def score_npz(path, dataset: str, data_path=None, image_size: int = 0, channels:
     if tuple(x.shape[1:]) != tuple(data.shape):
         raise DataError(f"--npz: images are {tuple(x.shape[1:])} (C, H, W) but dataset {dataset!r} loads as "
                         f"{tuple(data.shape)}; pass --image_size / --channels to load it at the images' size")
-    return {"npz": str(path), "dataset": dataset, **score_images(x, y, data, scorer_or_none(data, backend), seed),
+    return {"npz": str(path), "dataset": dataset, **score_images(x, y, data, scorer_or_why(data, backend)[0], seed),
             **copying(x, data)}

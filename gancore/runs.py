@@ -331,10 +331,13 @@ def read_checkpoint(run_dir, step=None, on_skip=None):
             raise RunError(f"--step: {run_dir} has no checkpoint at step {step} "
                            f"(it has {', '.join(map(str, found))})")
         return step, load_checkpoint(found[step])
-    loaded = latest_loadable_checkpoint(run_dir, on_skip)
-    if loaded is None:
-        raise CheckpointError(f"{run_dir}: no checkpoint loads ({', '.join(p.name for p in found.values())} "
-                              f"all unreadable)")
+    skipped = []
+    loaded = latest_loadable_checkpoint(run_dir, skipped.append)
+    if loaded is None:  # one line naming each file and why, with no warning before it
+        raise CheckpointError(f"{run_dir}: no checkpoint loads: " + "; ".join(m.removeprefix("skipped ")
+                                                                              for m in skipped))
+    for message in skipped if on_skip else ():  # newer ones passed over for the one that loads
+        on_skip(message)
     return loaded[0], loaded[2]
 
 
@@ -495,12 +498,6 @@ class Run:
     @property
     def sample_grids(self) -> dict[int, Path]:
         return sample_grids(self.path)
-
-    def sample(self, n, labels=None, seed=None, truncation=None, step=None):
-        """n samples from the (EMA) generator: (uint8 images (N, H, W, C) or float32 points (N, 2), int64 labels)."""
-        from .sample import sample_run
-
-        return sample_run(self.path, n, labels=labels, seed=seed, truncation=truncation, step=step)
 
 
 def load_run(path) -> Run:

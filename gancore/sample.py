@@ -12,13 +12,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import runs
+from .data import quantize
 from .errors import RunError
-from .runs import Run
-
-
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8 levels 0..255 (same shape): how images are saved, and scored."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -94,9 +89,9 @@ def generator_from_state(state: dict, config: dict, info: dict, device="cpu"):
     return sampling_view(G).to(device).eval()
 
 
-def open_run_for_sampling(run_dir) -> Run:
+def open_run_for_sampling(run_dir) -> runs.Run:
     """A run whose config.json and data.json can rebuild G; RunError naming the file otherwise."""
-    run = Run(run_dir)
+    run = runs.Run(run_dir)
     if not {"shape", "num_classes", "kind"} <= set(run.data_info):
         raise RunError(f"{run.path / 'data.json'}: missing or unreadable; it says what G generates")
     return run
@@ -211,3 +206,16 @@ def class_morph(G, z_dim, num_classes, seeds, truncation=None):
     y = torch.arange(num_classes, device=device_of(G)).repeat(len(seeds))
     with torch.no_grad():
         return to_uint8(G(z, y)), num_classes
+
+
+class Run(runs.Run):
+    """A run directory (runs.Run: its config, status, metrics and checkpoints) whose generator also samples:
+    what `gancore.load_run` returns. runs.Run, below every torch module, only reads."""
+
+    def sample(self, n, labels=None, seed=None, truncation=None, step=None):
+        """n samples from the (EMA) generator: (uint8 images (N, H, W, C) or float32 points (N, 2), int64 labels)."""
+        return sample_run(self.path, n, labels=labels, seed=seed, truncation=truncation, step=step)
+
+
+def load_run(path) -> Run:
+    return Run(path)

@@ -20,7 +20,7 @@ import re
 from . import runs
 from .catalogue import CHOICES, NEEDS_PATH, OBJECTIVES, POINT_SETS, DataFacts, default_n, embedded_facts, max_stages, \
     progressive_stages
-from .config import TrainConfig
+from .config import TrainConfig, check_split
 from .errors import ConfigError
 
 # Test-only: lets a CPU run take the autocast paths (fp16 with the grad scaler, bf16) that training runs on CUDA,
@@ -184,8 +184,7 @@ def check_combination(cfg, points: bool) -> None:
     if cfg.pack > 1 and cfg.conditioning != "none":
         raise ConfigError(f"--pack: packing joins {cfg.pack} samples into one D decision, which has no single "
                           f"label; use it with conditioning none")
-    if cfg.batch_size % cfg.pack:
-        raise ConfigError(f"--pack: batch_size {cfg.batch_size} must be a multiple of pack {cfg.pack}")
+    check_split(cfg, 1)  # batch_size into packs
     objective = OBJECTIVES[cfg.loss]
     if cfg.label_smoothing:
         if not objective.smoothable:

@@ -209,17 +209,13 @@ def image_scorer(cfg, data):
     if data.kind != "image" or cfg.eval_every == 0:
         return None, None
     from .evaluator import EvaluatorError
-    from .image_metrics import scorer_for  # torchmetrics: imported only when it will be used
+    from .image_metrics import scorer_or_why  # torchmetrics: imported only when it will be used
 
     try:
-        return scorer_for(data, cfg.fid_backend, train=cfg.eval_train_evaluator, device=cfg.device), None
+        return scorer_or_why(data, cfg.fid_backend, train=cfg.eval_train_evaluator, device=cfg.device)
     except EvaluatorError as e:
         if cfg.eval_train_evaluator:
             raise ConfigError(f"--eval_train_evaluator: {e}") from None
-        from .catalogue import STACKED
-
-        if data.name == STACKED:  # its mode count needs no evaluator of its own (metrics.triple_counts)
-            return None, "FID/KID/IS off (no stacked-mnist evaluator); modes and reverse KL are counted"
         hint = "" if data.y is None else (
             f"; for this data: `python -m gancore train-evaluator --dataset {cfg.dataset}"
             f"{' --data_path ' + cfg.data_path if cfg.data_path else ''} --image_size {cfg.image_size} "

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import records, runs
-from .catalogue import OBJECTIVES
+from .catalogue import OBJECTIVES, POINT_SETS
 from .launch import pending_runs
 from .placement import describe as placement_text, is_waiting
 from .records import HIGHER_IS_BETTER, SCORES, format_scores, provenance_difference  # noqa: F401
@@ -129,10 +129,9 @@ def setup_text(row) -> str:
     not the defaults (the network auto picks for the data, nonsaturating, none): `digits · concat`,
     `ring · hinge`, `mnist-5k · resnet · hinge · projection`."""
     from .config import declared_defaults
-    from .setup import is_points
 
     default = declared_defaults()
-    usual = {"model": ("mlp" if is_points(row.get("dataset")) else "dcgan", "auto"), "loss": (default["loss"],),
+    usual = {"model": ("mlp" if row.get("dataset") in POINT_SETS else "dcgan", "auto"), "loss": (default["loss"],),
              "conditioning": (default["conditioning"],)}
     parts = [row.get("dataset")] + [row.get(k) for k, skip in usual.items() if row.get(k) not in skip]
     return " · ".join(str(p) for p in parts if p not in (None, ""))

@@ -89,6 +89,19 @@ def test_sample_and_eval_use_the_newest_checkpoint_that_loads(done_run, tmp_path
 
 
 @pytest.mark.parametrize("command", ["sample", "eval"])
+def test_a_run_none_of_whose_checkpoints_loads_gets_one_line_naming_each(done_run, tmp_path, capsys, command):
+    """No warning per file before the error: the one error line names every file and why."""
+    cut(runs.checkpoint_path(done_run, 6))
+    cut(runs.checkpoint_path(done_run, 3))
+    extra = ["--out", str(tmp_path / "s.npz")] if command == "sample" else []
+    assert cli.main([command, done_run, "--n", "20", *extra]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("gancore: error:") and "no checkpoint loads" in line
+    assert "ckpt_0000006.pt: unreadable checkpoint" in line and "ckpt_0000003.pt: unreadable checkpoint" in line
+    assert not (tmp_path / "s.npz").exists()
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
 def test_naming_a_corrupt_checkpoint_is_an_error_that_names_it(done_run, tmp_path, capsys, command):
     cut(runs.checkpoint_path(done_run, 6))
     extra = ["--out", str(tmp_path / "s.png")] if command == "sample" else []
