@@ -40,7 +40,7 @@ def write_run(root: Path, i: int, steps: int) -> None:
                       g_depth=2, d_depth=2, channels=1, image_size=28)
     runs.write_json_atomic(path / "config.json", cfg.to_dict())
     runs.write_json_atomic(path / "data.json", {"kind": "image", "shape": [1, 28, 28], "num_classes": 10,
-                                                "class_names": [str(k) for k in range(10)], "conditional": False})
+                                                "class_names": [str(k) for k in range(10)]})
     with open(path / "metrics.jsonl", "w") as f:
         for step in range(1, steps + 1):
             rec = {"step": step, "images_seen": step * 64, "time": step * 0.05,

@@ -263,7 +263,7 @@ def score_run(run_dir, n: int = 0, step=None, seed: int = 0, on_skip=None) -> di
     G = generator_from_state(state, run.config, run.data_info)
     scorer = scorer_or_why(data, cfg.fid_backend)[0] if data.kind == "image" else None
     return {"run": str(run_dir), "step": step,
-            **evaluate(G, cfg.z_dim, data, run.data_info.get("conditional", False), n, seed, scorer,
+            **evaluate(G, cfg.z_dim, data, runs.is_conditional(run.config), n, seed, scorer,
                        check_copying=True)}
 
 

@@ -108,10 +108,9 @@ def load_generator(run_dir, step=None, device="cpu", on_skip=warn):
     return generator_from_state(state, run.config, run.data_info, device), run.config, run.data_info
 
 
-def resolve_labels(n, labels, info) -> torch.Tensor | None:
-    """Labels for n conditional samples: an int, a sequence of n, or None = classes in equal blocks."""
-    conditional = info.get("conditional", False)
-    k = info["num_classes"]
+def resolve_labels(n, labels, conditional: bool, k: int) -> torch.Tensor | None:
+    """Labels for n samples of a conditional G over k classes: an int, a sequence of n, or None = classes in
+    equal blocks; None for an unconditional G."""
     if not conditional:
         if labels is not None:
             raise RunError("--label: this run is unconditional; it cannot sample a chosen class")
@@ -142,7 +141,7 @@ def sample_run(run_dir, n, labels=None, seed=None, truncation=None, step=None, o
     if n <= 0:
         raise RunError(f"--n: must be > 0 (got {n})")
     G, cfg, info = load_generator(run_dir, step, on_skip=on_skip)
-    y = resolve_labels(n, labels, info)
+    y = resolve_labels(n, labels, runs.is_conditional(cfg), info["num_classes"])
     x = generate(G, cfg["z_dim"], n, y, seed, truncation)
     y_out = (y if y is not None else torch.full((n,), -1)).numpy().astype(np.int64)
     if info["kind"] == "points":

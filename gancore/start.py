@@ -230,7 +230,6 @@ def data_info(data, cfg) -> dict:
         "shape": list(data.shape),
         "num_classes": data.num_classes,
         "class_names": list(data.class_names),
-        "conditional": cfg.conditioning != "none",
         "size": len(data),
         "modes": data.modes.tolist() if data.modes is not None else None,
         "sigma": data.sigma,

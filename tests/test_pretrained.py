@@ -65,7 +65,7 @@ def test_pretrained_run_samples_every_class_recognisably():
     of 100 overall is 10 standard deviations below the expected 98.4: a generator that draws the wrong digits,
     or one image whatever the class, fails; a retrained one as good as this passes."""
     run = gancore.load_run("pretrained:mnist-5k-cgan")
-    assert run.path == PRETRAINED and run.data_info["conditional"] and run.data_info["num_classes"] == 10
+    assert run.path == PRETRAINED and runs.is_conditional(run.config) and run.data_info["num_classes"] == 10
     x, y = run.sample(100, seed=0)  # classes in equal blocks: 10 per digit
     assert x.shape == (100, 28, 28, 1) and x.dtype == np.uint8 and list(np.bincount(y)) == [10] * 10
     evaluator, _ = shipped_evaluator("mnist-5k")

@@ -135,7 +135,7 @@ def monitor():
             st.warning(f"The grid of step {chosen} cannot be read (being replaced, or damaged).",
                        icon=":material/warning:")
         else:
-            st.image(img, caption=f"step {chosen}" + (" · one row per class" if info.get("conditional") else ""),
+            st.image(img, caption=f"step {chosen}" + (" · one row per class" if runs.is_conditional(config) else ""),
                      width=560)
 
     with st.expander("Log", expanded=state == "failed"):

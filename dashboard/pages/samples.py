@@ -23,7 +23,7 @@ st.title("Samples")
 root = runs_root()
 image_runs = [n for n in run_names()
               if runs.read_json_object(root / n / "data.json").get("kind") == "image" and runs.checkpoints(root / n)]
-own_conditional = any(runs.read_json_object(root / n / "data.json").get("conditional") for n in image_runs)
+own_conditional = any(runs.is_conditional(runs.read_json_object(root / n / "config.json")) for n in image_runs)
 if (PRETRAINED / "config.json").is_file():
     image_runs = image_runs + [PRETRAINED_LABEL] if own_conditional else [PRETRAINED_LABEL] + image_runs
 name = pick_run("Run", key="samples_pick", names=image_runs,
@@ -63,7 +63,7 @@ except GancoreError as e:
     st.error(str(e))
     st.stop()
 z_dim, k = cfg["z_dim"], info["num_classes"]
-conditional = info.get("conditional", False)
+conditional = runs.is_conditional(cfg)
 
 
 def show(images, ncol, caption, file_name, key):
