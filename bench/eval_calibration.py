@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gancore.data import load_dataset  # noqa: E402
 from gancore.evaluator import evaluator_for, heldout_split  # noqa: E402
 from gancore.image_metrics import ImageScorer  # noqa: E402
-from gancore.metrics import N_IMAGES_TRAINING  # noqa: E402
+from gancore.catalogue import N_IMAGES_TRAINING  # noqa: E402
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
