@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import gancore
 import gancore.evaluator as ev
-from gancore import image_metrics, metrics, runs
+from gancore import catalogue, image_metrics, metrics, recorder, runs
 from gancore.cli import main
 from gancore.data import Dataset, load_dataset
 from gancore.errors import ConfigError
@@ -158,8 +158,8 @@ def test_inception_backend_with_local_weights_feeds_uint8_rgb(digits, tmp_path, 
 def test_perfect_2d_sampler_scores_all_modes_and_989_permille_high_quality(name):
     data = load_dataset(name)
     g = torch.Generator().manual_seed(0)
-    y = torch.randint(len(data.modes), (metrics.N_POINTS,), generator=g)
-    points = data.modes[y] + data.sigma * torch.randn(metrics.N_POINTS, 2, generator=g)
+    y = torch.randint(len(data.modes), (catalogue.N_POINTS,), generator=g)
+    points = data.modes[y] + data.sigma * torch.randn(catalogue.N_POINTS, 2, generator=g)
     s = metrics.mode_coverage(points, data.modes, data.sigma)
     assert s["modes"] == len(data.modes)
     # within 3 sigma in 2-D: chi-square with 2 dof, P = 1 - exp(-9/2); binomial std at n = 2,500 is 0.002
@@ -223,8 +223,7 @@ def test_primary_score_ignores_non_finite():
 # ---------------------------------------------------------------- during training
 def test_best_checkpoint_follows_fid_and_skips_non_finite(runs_root, monkeypatch):
     fids = iter([5.0, 4.0, math.nan])
-    train_module = importlib.import_module("gancore.trainer")  # (gancore.train is also the function)
-    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {"fid": next(fids)})
+    monkeypatch.setattr(recorder, "evaluate", lambda *a, **k: {"fid": next(fids)})  # what a record scores
     run_dir = gancore.train(tiny(name="best", eval_every=2))
     status = runs.read_status(run_dir)
     assert status["best"]["step"] == 4 and status["best"]["value"] == {"fid": 4.0}
@@ -235,9 +234,8 @@ def test_best_checkpoint_follows_fid_and_skips_non_finite(runs_root, monkeypatch
 
 
 def test_resume_before_the_best_step_forgets_it(runs_root, monkeypatch):
-    train_module = importlib.import_module("gancore.trainer")
     fids = iter([5.0, 4.0, math.nan, 7.0, 6.0])
-    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {"fid": next(fids)})
+    monkeypatch.setattr(recorder, "evaluate", lambda *a, **k: {"fid": next(fids)})
     run_dir = gancore.train(tiny(name="resume-best", eval_every=2))
     runs.checkpoint_path(run_dir, 6).unlink()  # as if killed after step 5: the last checkpoint is step 3
     gancore.train(resume=run_dir)

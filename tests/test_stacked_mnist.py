@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from streamlit.testing.v1 import AppTest
 
 import gancore
-from gancore import metrics, runs
+from gancore import catalogue, metrics, runs
 from gancore.cli import main
 from gancore.data import STACKED_PER_TRIPLE, load_dataset
 from gancore.errors import ConfigError
@@ -75,7 +75,7 @@ def test_loader_is_deterministic_and_independent_of_the_run_seed(stacked):
 def test_the_default_dcgan_and_evaluation_count_resolve_for_stacked_mnist(runs_root):
     cfg, data = load_and_resolve(dict(dataset="stacked-mnist"))
     assert (cfg.model, cfg.channels, cfg.image_size, cfg.conditioning) == ("dcgan", 3, 28, "none")
-    assert cfg.eval_n == metrics.N_STACKED == 26_000  # the protocol's count, in training too
+    assert cfg.eval_n == catalogue.N_STACKED == 26_000  # the protocol's count, in training too
 
 
 # ---- the metric -----------------------------------------------------------------------------------------
