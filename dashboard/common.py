@@ -3,6 +3,8 @@
 Loading and computing live in gancore (views.py, launch.py, sample.py); this file only adds
 Streamlit's caches and widgets on top.
 """
+import importlib
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +19,24 @@ PAGES: dict = {}  # page name (file stem) -> st.Page, filled by app.py
 
 def runs_root() -> Path:
     return Path(runs.default_root()).resolve()
+
+
+@st.cache_resource(show_spinner=False)
+def prefetch(*modules: str) -> threading.Thread:
+    """Import `modules` in a background thread, once per dashboard process: what a page's next action needs
+    (Launch's button: torch and the networks; Compare's seed groups: scipy), loaded while the user reads the
+    page instead of after the click. An import that fails here fails again, with its message, where the action
+    imports it."""
+    def imports():
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - reported by the action that imports it
+                pass
+
+    thread = threading.Thread(target=imports, name="gancore-prefetch", daemon=True)
+    thread.start()
+    return thread
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)

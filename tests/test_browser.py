@@ -273,7 +273,9 @@ def test_compare_groups_seeds_with_bands_verdicts_and_parallel_coordinates(dashb
     settle(page)
     expect(page.get_by_text(re.compile("B - A of the groups' mean final modes"))).to_be_visible()
     expect(page.locator("[data-testid='stDataFrame'] canvas").nth(1)).to_be_visible()
-    # settings against outcome: parallel coordinates over the differing fields (loss, seed) and the score
+    # settings against outcome: parallel coordinates over the differing fields (loss, seed) and the score, on request
+    page.locator(".st-key-cmp_pc_show label").click()
+    settle(page)
     choose(page, "cmp_pc_metric", "modes")
     settle(page)
     parcoords = page.locator(".st-key-cmp_parcoords .js-plotly-plot")

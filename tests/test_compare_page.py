@@ -60,6 +60,9 @@ def test_groups_of_seeds_show_bands_final_values_and_verdicts(grouped_root, monk
     at.selectbox(key="cmp_pair_metric").set_value("loss_d").run()
     pairs = at.dataframe[1].value
     assert list(pairs["verdict"]) == ["loss=nonsaturating better"]  # hinge's D loss starts near 2
+    assert not any(c["data"][0]["type"] == "parcoords" for c in charts)  # drawn on request (WebGL)
+    at.toggle(key="cmp_pc_show").set_value(True).run()
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any(c["data"][0]["type"] == "parcoords" for c in charts)
 
 
@@ -170,6 +173,9 @@ def test_monitor_names_each_score_and_draws_spreads(evaluated_root, monkeypatch)
     latest = [m for m in at.metric if m.label.startswith("latest ")]
     assert latest[0].label == "latest FID · digits evaluator" and "Not an Inception FID" in latest[0].help
     assert latest[1].label == "latest KID · digits evaluator"
+    picker = at.multiselect(key="monitor_scores_twice")  # the headline scores charted, the others one pick away
+    assert picker.value == ["fid", "kid_mean", "is_mean"] and "precision · digits evaluator" in picker.options
+    picker.set_value(["fid", "kid_mean", "precision", "coverage"]).run()
     charts = {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
               for c in at.get("plotly_chart") if "title" in json.loads(c.proto.spec)["layout"]}
     assert "FID · digits evaluator" in charts and "fid_lo" not in charts and "kid_std" not in charts

@@ -80,10 +80,15 @@ def test_the_launch_forms_preview_resolves_as_the_trainer_does(fields):
 
 def test_the_launch_page_imports_no_torch(tmp_path):
     """The Launch page fills its lists and auto fields from the catalogue (its cold load was the slowest of the
-    dashboard walk while it imported torch); torch loads when a run is launched."""
+    dashboard walk while it imported torch); torch loads when a run is launched, prefetched in the background
+    while the form is filled in (here left out, to see what the page's own script imports)."""
     code = f"""
 import os, sys
 os.environ["GANCORE_RUNS"] = {str(tmp_path)!r}
+sys.path.insert(0, {str(ROOT / "dashboard")!r})
+import common
+asked = []
+common.prefetch = lambda *modules: asked.extend(modules)
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file({str(ROOT / "dashboard" / "app.py")!r}, default_timeout=60)
 at.run()
@@ -93,6 +98,7 @@ assert at.number_input(key="f_steps").proto.placeholder == "auto: 2,000", at.num
 at.selectbox(key="f_dataset").set_value("ring").run()
 assert at.number_input(key="f_z_dim").proto.placeholder == "auto: 2"
 assert at.number_input(key="f_point_scale").proto.placeholder == "auto"
+assert "torch" in asked, asked  # after the first change to the form  # what the Launch button needs, prefetched
 print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] == "torch")))
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

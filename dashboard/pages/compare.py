@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from common import group_chart, line_chart, metrics, run_names, runs_root
+from common import group_chart, line_chart, metrics, prefetch, run_names, runs_root
 from gancore import records, replicates, report, runs, views
 from gancore.records import provenance_difference
 
@@ -36,6 +36,7 @@ except ValueError as e:
 default = [n for n in st.session_state.get("cmp_default", [st.session_state.get("run") or names[0]]) if n in shown]
 selected = st.multiselect("Runs", shown, default=default, key="cmp_runs",
                           help="in the order picked: the first keeps the first colour on every chart")
+prefetch("scipy.special")  # the seed groups' t quantiles (replicates.t_quantile), once two runs are picked
 if not selected:
     st.info("Pick two or more runs to compare.")
     st.stop()
@@ -149,7 +150,11 @@ else:
 
 st.subheader("Settings against outcome")
 score_choices = [m for m in available if m in views.SCORES] or chosen
-if len(selected) > 1 and score_choices:
+# Plotly draws parallel coordinates with WebGL: without graphics acceleration (a VM, a remote desktop, a headless
+# browser) each redraw takes a second or more (docs/benchmarks.md, "Dashboard walk"), so it is drawn on request
+if len(selected) > 1 and score_choices and st.toggle(
+        "Parallel coordinates: each run a line through its settings to its final value", key="cmp_pc_show",
+        help="drawn with WebGL: instant with graphics acceleration, a second or more per redraw without"):
     outcome = st.selectbox("Final value", score_choices, key="cmp_pc_metric")
     final = replicates.final_scores({n: frames[n] for n in selected}, outcome)
     pc = views.parcoords_frame({n: configs[n] for n in selected if n in final}, final, outcome)

@@ -5,7 +5,7 @@ import re
 
 import streamlit as st
 
-from common import open_in, runs_root
+from common import open_in, prefetch, runs_root
 from gancore import catalogue, launch, placement, setup, views
 from gancore import config as C
 from gancore.errors import GancoreError
@@ -222,3 +222,10 @@ if st.session_state.get("launched"):
         open_in("monitor", launched[0])
     if c2.button("See all runs", icon=":material/list:"):
         open_in("runs")
+
+# What the Launch button will import (checking the fields against the data: a second or more for torch), loaded
+# while the form is being filled in; this page itself imports no torch. From the page's second run on (the first
+# change to the form), so that its first drawing does not share the interpreter with the imports.
+if st.session_state.get("launch_drawn"):
+    prefetch("torch")
+st.session_state["launch_drawn"] = True

@@ -1,7 +1,7 @@
 """Monitor: one run, live — progress, losses, D's outputs, gradient norms, speed, samples, metrics, log."""
 import streamlit as st
 
-from common import (LIVE_SECONDS, line_chart, metrics, notes_editor, overlay_chart, pick_run, run_names,
+from common import (LIVE_SECONDS, metrics, notes_editor, overlay_chart, pick_run, run_names,
                     runs_root, score_chart, state_badge)
 from gancore import launch, records, runs, views
 
@@ -86,19 +86,15 @@ def monitor():
     if df.empty:
         st.info("No metrics yet: the first record comes after `log_every` steps.")
     else:
-        frames = {name: df}
         left, right = st.columns(2)
         for col, metric_names, title in ((left, ["loss_d", "loss_g"], "loss_d and loss_g"),
                                          (right, ["d_real", "d_fake"], "D(x) and D(G(z))")):
             present = [m for m in metric_names if m in df]
             if present:
                 col.plotly_chart(overlay_chart(df, present, title, LINE_COLORS), key=f"chart_{metric_names[0]}")
-        left, right = st.columns(2)
         grads = [m for m in ("grad_norm_d", "grad_norm_g") if m in df]
-        if grads:
-            left.plotly_chart(overlay_chart(df, grads, "gradient norms", LINE_COLORS), key="chart_grads")
-        if "img_per_s" in df:
-            right.plotly_chart(line_chart(frames, "img_per_s"), key="chart_speed")
+        if grads:  # (the speed is the images/s above; Compare charts it over runs)
+            st.columns(2)[0].plotly_chart(overlay_chart(df, grads, "gradient norms", LINE_COLORS), key="chart_grads")
         scores = [m for m in views.numeric_metrics(df) if m in views.SCORES and m not in records.SPREADS
                   and df[m].notna().any()]
         if scores:
@@ -110,9 +106,13 @@ def monitor():
                     v = df[m].dropna().iloc[-1]
                     cols[i % len(cols)].metric(records.score_label(m, provenance), records.display(m, v),
                                                help=records.score_help(m, provenance))
-            else:
-                cols = st.columns(min(3, len(scores)))
-                for i, m in enumerate(scores):
+            else:  # the headline scores charted (those of the "latest" row); the others one pick away
+                headline = [m for m in views.latest_scores(df) if m in scores][:3] or scores[:3]
+                charted = st.multiselect("Scores charted", scores, default=headline, key=f"monitor_scores_{name}",
+                                         format_func=lambda m: records.score_label(m, provenance),
+                                         help="every evaluated score of this run; each chart costs the page time")
+                cols = st.columns(3)
+                for i, m in enumerate(charted):
                     fig = score_chart(df, m, records.score_label(m, provenance))
                     cols[i % len(cols)].plotly_chart(fig, key=f"chart_eval_{m}")
 
