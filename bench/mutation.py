@@ -303,6 +303,7 @@ def draw(args) -> dict[str, list[str]]:
     for name in (m for m in args.modules if TARGETS[m].sampled):
         make_scratch(args.out / name, args.tree)
         no_grad_as_block(args.out / name / TARGETS[name].source)
+        write_config(args.out / name, TARGETS[name])  # mutmut reads where the code is from it
         population.update({k: name for k in mutant_names(args.out / name, TARGETS[name])})
     chosen = random.Random(args.seed).sample(sorted(population), min(args.sample, len(population)))
     drawn = {name: sorted(k for k in chosen if population[k] == name) for name in set(population.values())}

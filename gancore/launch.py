@@ -29,6 +29,7 @@ from pathlib import Path
 from . import placement, runs
 from .config import TrainConfig, check_split
 from .errors import ConfigError, RunError
+from .setup import default_name, load_and_resolve
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # so children import this gancore, installed or not
 _children: list[subprocess.Popen] = []  # processes started here; polled so that finished ones are reaped
@@ -49,8 +50,6 @@ def check_config(fields: dict) -> TrainConfig:
     The trainer's own setup (setup.load_and_resolve, data-dependent checks included), so a form
     refuses exactly what the trainer would refuse.
     """
-    from .setup import load_and_resolve
-
     return load_and_resolve(fields, source="form")[0]
 
 
@@ -105,8 +104,6 @@ def reserve(root, fields: dict, cfg: TrainConfig | None = None, request: dict | 
     """Check the fields (unless `cfg` is their checked config), pick the name, and make the pending run
     directory (launch.json, empty launch.log); with a `request` (see queue_request) it waits in the queue.
     numbered: a taken name gets -2, -3 ... (default: when the fields name no run)."""
-    from .setup import default_name
-
     cfg = cfg or check_config(fields)
     root = runs.ensure_root(root).resolve()
     name = run_path(root, fields.get("name") or default_name(cfg)).name

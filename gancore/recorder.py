@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import distributed, runs
+from . import distributed, placement, runs
 from .metrics import evaluate as score
 from .records import LATEST, format_record, primary_score
 from .sample import image_grid, points_image, to_uint8
@@ -132,8 +132,6 @@ class Recorder:
         where = runs.read_status(self.run_dir).get("placement")
         if not where or where.get("gpus"):
             return
-        from . import placement
-
         threads = placement.cpu_share(Path(self.run_dir).resolve().parent)
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)

@@ -12,8 +12,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import runs
+from .config import TrainConfig
 from .data import quantize
 from .errors import RunError
+from .models import build_models, sampling_view
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -79,11 +81,6 @@ def warn(message: str) -> None:
 def generator_from_state(state: dict, config: dict, info: dict, device="cpu"):
     """G in eval mode rebuilt from a checkpoint's state (EMA weights when kept): a full checkpoint or a
     sampling-only one (runs.sampling_checkpoint: the same keys, D and the optimisers left out)."""
-    from .config import TrainConfig
-    from .models import build_models
-
-    from .models import sampling_view
-
     G, _ = build_models(TrainConfig.from_dict(config), tuple(info["shape"]), info["num_classes"])
     G.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])  # a progressive G's stage too
     return sampling_view(G).to(device).eval()

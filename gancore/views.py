@@ -13,9 +13,11 @@ import pandas as pd
 
 from . import records, runs
 from .catalogue import OBJECTIVES, POINT_SETS
+from .config import declared_defaults
 from .launch import pending_runs
 from .placement import describe as placement_text, is_waiting
 from .records import HIGHER_IS_BETTER, SCORES, format_scores, provenance_difference  # noqa: F401
+from .replicates import REPLICATE_FIELDS, comparable
 
 # The metric groups the pages draw, from the one metrics table (records.METRICS).
 LOSS_KEYS = records.names("loss")
@@ -128,8 +130,6 @@ def setup_text(row) -> str:
     """What a run trains, in one short column: its dataset, then its network, loss and conditioning where they are
     not the defaults (the network auto picks for the data, nonsaturating, none): `digits · concat`,
     `ring · hinge`, `mnist-5k · resnet · hinge · projection`."""
-    from .config import declared_defaults
-
     default = declared_defaults()
     usual = {"model": ("mlp" if row.get("dataset") in POINT_SETS else "dcgan", "auto"), "loss": (default["loss"],),
              "conditioning": (default["conditioning"],)}
@@ -228,8 +228,6 @@ def displayed(table: pd.DataFrame) -> pd.DataFrame:
 def config_diff(configs: dict[str, dict]) -> pd.DataFrame:
     """Fields (rows) whose values differ between runs (columns); `name` and `runs_root` left out, and floats that
     differ past their third significant digit only (derived values: point_scale 0.7072 / 0.7071)."""
-    from .replicates import comparable
-
     keys = sorted({k for c in configs.values() for k in c} - {"name", "runs_root"})
     diff = {k: [c.get(k) for c in configs.values()] for k in keys}
     diff = {k: v for k, v in diff.items() if len({repr(comparable(x)) for x in v}) > 1}
@@ -240,8 +238,6 @@ def parcoords_frame(configs: dict[str, dict], final: dict[str, float], outcome: 
     """The config fields that differ among runs, and each run's final `outcome`, as numbers for a parallel-coordinates
     chart: a row per run; a text field coded 0, 1, ... with its values in `attrs["labels"][field]`. None when no
     field differs."""
-    from .replicates import REPLICATE_FIELDS, comparable
-
     names = [n for n in configs if n in final]
     fields = sorted({k for n in names for k in configs[n]} - set(REPLICATE_FIELDS) | {"seed"})
     varying = [f for f in fields if len({repr(comparable(configs[n].get(f))) for n in names}) > 1]
