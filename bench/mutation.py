@@ -151,17 +151,19 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "gancore.image_metrics.xǁImageScorerǁ_fid__mutmut_4": ("FeatureModule(self.outputs), ).to", "no process group to sync"),
     "gancore.image_metrics.xǁImageScorerǁ_kid__mutmut_10": ("subset_size=subset_size, ))", "no process group to sync"),
     "gancore.image_metrics.xǁImageScorerǁ_is__mutmut_6": ("logits=True), ))", "no process group to sync"),
-    # trainer (the sampled mutants)
+    # the training step (trainer.py, sampled)
     "gancore.trainer.xǁTrainerǁoptimizer_step__mutmut_1": ("set_to_none=None", "every parameter gets a gradient at "
                                                            "every step: zeroed or None, Adam steps the same"),
     "gancore.trainer.xǁTrainerǁoptimizer_step__mutmut_2": ("set_to_none=False", "every parameter gets a gradient at "
                                                            "every step: zeroed or None, Adam steps the same"),
-    "gancore.trainer.xǁTrainerǁrng_state__mutmut_7": ("and False", "no CUDA stream to save on the CPU (a GPU run "
-                                                     "would kill it)"),
-    "gancore.trainer.xǁTrainerǁload_checkpoint__mutmut_58": ('rng["ranks"][1]', "every rank saves the same batch and "
-                                                             "noise streams (they are global)"),
-    "gancore.trainer.xǁTrainerǁload_checkpoint__mutmut_78": ("XXdeviceXX", "the saved config's device is the "
-                                                             "resolved one the streams were made on"),
+    # the checkpoint state (recorder.py, sampled)
+    "gancore.recorder.x_rng_state__mutmut_7": ('== "cuda") and False', "no CUDA stream to save on the CPU (a GPU run "
+                                               "would kill it)"),
+    "gancore.recorder.x_load_checkpoint__mutmut_58": ('rng["ranks"][1]', "every rank saves the same batch and noise "
+                                                      "streams (they are global)"),
+    # the EMA (ema.py)
+    "gancore.ema.x_settle_norms__mutmut_22": ("generator=gen).to(None)", "labels made on the CPU stay there: the "
+                                              "CPU is the only device of this suite (a GPU run would kill it)"),
     # image_metrics: no change in behaviour
     "gancore.image_metrics.x__load_reference__mutmut_4": ('weights_only=None', "torch's default is weights_only=True (torch >= 2.6)"),
     "gancore.image_metrics.x__load_reference__mutmut_7": ('map_location="cpu", )', "torch's default is weights_only=True (torch >= 2.6)"),

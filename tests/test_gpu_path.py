@@ -310,6 +310,22 @@ def test_a_run_moved_between_devices_resumes_with_fresh_streams_seeded_from_its_
     assert any("it was trained on cuda, it resumes on cpu" in n for n in b.notes)
 
 
+def test_a_checkpoint_from_before_streams_named_their_device_resumes_on_its_configs_device(tmp_path):
+    """Older checkpoints kept no `device` beside their random streams: the run's config says where they were made,
+    so a CPU run's old checkpoint continues its streams exactly on the CPU (not from fresh ones)."""
+    a = build(tiny(seed=5), tmp_path / "a")
+    for _ in range(3):
+        a.step += 1
+        a.train_step(measure=False)
+    state = recorder.checkpoint_state(a, 0.0)
+    del state["rng"]["device"]  # as written before the streams' device was recorded
+    b = build(tiny(seed=5), tmp_path / "b")
+    recorder.load_checkpoint(b, state)
+    assert torch.equal(b.gen_data.get_state(), a.gen_data.get_state())
+    assert torch.equal(b.gen_z.get_state(), a.gen_z.get_state())
+    assert not any("resumes on" in n for n in b.notes)
+
+
 def test_a_resume_continues_this_ranks_own_streams_and_moved_it_reslices_the_fresh_batches(tmp_path):
     """Rank 1 of two takes rank 1's saved streams (dropout, augmentation), not rank 0's; a checkpoint from before
     world_size was recorded is a one-process one; moved to another device, a streaming loader restarts from

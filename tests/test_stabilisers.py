@@ -151,6 +151,24 @@ def test_the_gradient_penalty_adds_gp_weight_times_the_penalty_to_d_loss(tmp_pat
     assert first[10.0]["loss_d"].item() - first[0.0]["loss_d"].item() == pytest.approx(10.0 * gp, rel=1e-3)
 
 
+def test_the_conditioning_methods_terms_are_added_to_both_losses(tmp_path, monkeypatch):
+    """A method's extra terms enter D's and G's losses with their sign: a method whose terms are the constants 3 and
+    5 moves the first step's losses by exactly +3 and +5 against the same method with zero terms (the same seed:
+    the same weights, batches and noise; a constant changes no gradient)."""
+    import dataclasses
+
+    from gancore.conditioning import METHODS
+
+    first = {}
+    for extra in (0.0, 1.0):
+        method = dataclasses.replace(METHODS["concat"], d_loss=lambda cfg, r, f, y, e=extra: (torch.tensor(3.0 * e), {}),
+                                     g_loss=lambda cfg, f, y, e=extra: (torch.tensor(5.0 * e), {}))
+        monkeypatch.setitem(METHODS, "constant", method)
+        first[extra] = make_trainer(tmp_path / str(extra), conditioning="constant").train_step(measure=False)
+    assert first[1.0]["loss_d"].item() - first[0.0]["loss_d"].item() == pytest.approx(3.0, abs=1e-5)
+    assert first[1.0]["loss_g"].item() - first[0.0]["loss_g"].item() == pytest.approx(5.0, abs=1e-5)
+
+
 def test_drift_is_refused_for_losses_with_bounded_scores():
     with pytest.raises(ConfigError, match="--drift: .*'hinge'"):
         validate(TrainConfig(**tiny(loss="hinge", drift=0.001)))
