@@ -458,14 +458,14 @@ def check_run_dir(path) -> Path:
     return path
 
 
-# Fields added to TrainConfig after runs were first written, with the value that rebuilds such a run: its config.json
-# lacks the field, and the field's default may mean something else now. pad_to (issue 13): the image size, no padding
-# (0 would let the 28 px recipe pad an old MNIST run to 32 px).
 def is_conditional(config: dict) -> bool:
     """Whether a run's G takes labels: its config's conditioning (the one place that says so)."""
     return config.get("conditioning", "none") not in ("none", None)
 
 
+# Fields added to TrainConfig after runs were first written, with the value that rebuilds such a run: its config.json
+# lacks the field, and the field's default may mean something else now. pad_to (issue 13): the image size, no padding
+# (0 would let the 28 px recipe pad an old MNIST run to 32 px).
 def read_config(run_dir) -> dict:
     """A run's stored config.json as a dict ({} when missing or torn), completed with the fields it predates."""
     config = read_json_object(Path(run_dir) / "config.json")

@@ -99,7 +99,6 @@ def monitor():
                   and df[m].notna().any()]
         if scores:
             st.subheader("Evaluations")
-            provenance = views.run_provenance(df)
             if df[scores[0]].notna().sum() == 1:  # one evaluation: numbers, not one-dot charts
                 cols = st.columns(min(5, len(scores)))
                 for i, m in enumerate(scores):
@@ -107,7 +106,7 @@ def monitor():
                     cols[i % len(cols)].metric(records.score_label(m, provenance), records.display(m, v),
                                                help=records.score_help(m, provenance))
             else:  # the headline scores charted (those of the "latest" row); the others one pick away
-                headline = [m for m in views.latest_scores(df) if m in scores][:3] or scores[:3]
+                headline = [m for m in latest if m in scores][:3] or scores[:3]
                 charted = st.multiselect("Scores charted", scores, default=headline, key=f"monitor_scores_{name}",
                                          format_func=lambda m: records.score_label(m, provenance),
                                          help="every evaluated score of this run; each chart costs the page time")
